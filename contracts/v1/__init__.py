@@ -1,0 +1,50 @@
+"""Version 1 of the erp-gateway contract. Published: evolve only by adding defaulted fields."""
+
+from contracts.v1.availability import AvailabilityBatch, AvailabilityBatchRequest, SkuAvailability, WarehouseStock
+from contracts.v1.orders import (
+    Address,
+    Customer,
+    Order,
+    OrderLine,
+    OrderList,
+    OrderValidation,
+    OrderValidationRequest,
+    Shipment,
+    ShipmentLine,
+    ValidationLine,
+    ValidationProblem,
+)
+from contracts.v1.pricing import PriceCheck, PriceCheckLine, PriceCheckRequest, PriceLine, PriceSource, Rounding
+from contracts.v1.problems import FieldError, Problem
+from contracts.v1.returns import RefundEstimate, ReturnAuthorization, ReturnLine, ReturnRequest, ReturnRequestLine
+
+__all__ = [
+    "Address",
+    "AvailabilityBatch",
+    "AvailabilityBatchRequest",
+    "Customer",
+    "FieldError",
+    "Order",
+    "OrderLine",
+    "OrderList",
+    "OrderValidation",
+    "OrderValidationRequest",
+    "PriceCheck",
+    "PriceCheckLine",
+    "PriceCheckRequest",
+    "PriceLine",
+    "PriceSource",
+    "Problem",
+    "RefundEstimate",
+    "ReturnAuthorization",
+    "ReturnLine",
+    "ReturnRequest",
+    "ReturnRequestLine",
+    "Rounding",
+    "Shipment",
+    "ShipmentLine",
+    "SkuAvailability",
+    "ValidationLine",
+    "ValidationProblem",
+    "WarehouseStock",
+]

@@ -1,0 +1,106 @@
+"""Named constraint aliases used across the v1 contracts."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Annotated
+
+from msgspec import Meta
+
+__all__ = [
+    "MAX_BATCH_SKUS",
+    "CurrencyCode",
+    "CustomerRef",
+    "ExternalRef",
+    "IdempotencyKey",
+    "LineRef",
+    "Money",
+    "OrderNumber",
+    "Quantity",
+    "RmaNumber",
+    "Sku",
+    "WarehouseCode",
+]
+
+#: Largest number of SKUs one availability batch may ask for.
+MAX_BATCH_SKUS = 200
+
+Sku = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="Stock-keeping unit as the storefront and the ERP know it.",
+        examples=["TEE-NVY-M"],
+    ),
+]
+WarehouseCode = Annotated[
+    str,
+    Meta(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_-]+$", description="Warehouse code.", examples=["EAST"]),
+]
+CustomerRef = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Customer reference in the ERP.",
+        examples=["C-1001"],
+    ),
+]
+OrderNumber = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="ERP order number.",
+        examples=["SO-1002"],
+    ),
+]
+ExternalRef = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description="The storefront's own order id, kept on the ERP order.",
+        examples=["WC-5002"],
+    ),
+]
+RmaNumber = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="Return authorization number.",
+        examples=["RMA-000001"],
+    ),
+]
+LineRef = Annotated[
+    str,
+    Meta(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Reference of a line on the ERP order.",
+        examples=["1"],
+    ),
+]
+CurrencyCode = Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code.", examples=["EUR"])]
+Quantity = Annotated[int, Meta(ge=1, le=1_000_000, description="Whole units of the SKU's sales unit.", examples=[2])]
+Money = Annotated[
+    Decimal,
+    Meta(
+        description=(
+            "Amount as a decimal string in the stated currency, never a float. Unit prices and "
+            "totals are rounded half-up to the currency's minor unit."
+        ),
+        examples=["19.90"],
+    ),
+]
+IdempotencyKey = Annotated[
+    str, Meta(min_length=8, max_length=128, pattern=r"^[\x21-\x7e]+$", description="Client-chosen idempotency key.")
+]

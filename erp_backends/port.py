@@ -1,0 +1,104 @@
+"""The ERP port: one async method per contract operation, contract types in and out.
+
+Every backend (the embedded ``sample``, ``tryton``, ...) implements ``ErpBackend``; policies
+(caching, throttling, circuit breaking) wrap one and look like one, so routes never know
+which they talk to. Failures are raised as ``erp_backends.errors`` exceptions only.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+from collections.abc import Sequence
+
+import msgspec
+
+from contracts.v1 import (
+    AvailabilityBatch,
+    Order,
+    OrderList,
+    OrderValidation,
+    OrderValidationRequest,
+    PriceCheck,
+    PriceCheckRequest,
+    ReturnAuthorization,
+    ReturnRequest,
+)
+
+__all__ = ["CallContext", "ErpBackend", "IdempotencyToken", "ReturnOutcome"]
+
+
+class CallContext(msgspec.Struct, frozen=True, kw_only=True):
+    """Who asked and how to correlate the call; passed to every backend call."""
+
+    correlation_id: str
+    client_id: str | None = None
+    traceparent: str | None = None
+
+
+class IdempotencyToken(msgspec.Struct, frozen=True, kw_only=True):
+    """The caller's ``Idempotency-Key`` with a fingerprint of the request it came with.
+
+    The backend stores both with the document it creates. The same key with the same
+    fingerprint replays; the same key with another fingerprint is refused.
+    """
+
+    key: str
+    fingerprint: str
+
+    @classmethod
+    def for_request(cls, key: str, request: msgspec.Struct) -> IdempotencyToken:
+        digest = hashlib.sha256(msgspec.json.encode(request)).hexdigest()
+        return cls(key=key, fingerprint=digest)
+
+
+class ReturnOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """A return authorization, and whether it was created now or found by its key."""
+
+    authorization: ReturnAuthorization
+    replayed: bool
+
+
+class ErpBackend(abc.ABC):
+    """What the gateway needs from an ERP. ``name`` labels logs, metrics and readiness."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def get_availability(
+        self, skus: Sequence[str], warehouses: Sequence[str] | None, ctx: CallContext
+    ) -> AvailabilityBatch:
+        """Stock per SKU (unknown SKUs listed apart); ``warehouses`` None means all."""
+
+    @abc.abstractmethod
+    async def check_prices(self, request: PriceCheckRequest, ctx: CallContext) -> PriceCheck:
+        """Unit prices for a cart, for the customer or anonymously."""
+
+    @abc.abstractmethod
+    async def validate_order(self, request: OrderValidationRequest, ctx: CallContext) -> OrderValidation:
+        """Judge a cart against current stock and prices; writes nothing."""
+
+    @abc.abstractmethod
+    async def get_order(self, order_number: str, ctx: CallContext) -> Order:
+        """One order by its ERP number; ``NotFound`` when unknown."""
+
+    @abc.abstractmethod
+    async def find_orders(self, external_ref: str, ctx: CallContext) -> OrderList:
+        """Orders carrying the storefront's reference (usually one, none when unknown)."""
+
+    @abc.abstractmethod
+    async def create_return(
+        self, request: ReturnRequest, idempotency: IdempotencyToken, ctx: CallContext
+    ) -> ReturnOutcome:
+        """Authorize a return once per idempotency key, whatever retries happen."""
+
+    @abc.abstractmethod
+    async def get_return(self, rma_number: str, ctx: CallContext) -> ReturnAuthorization:
+        """A return authorization by number; ``NotFound`` when unknown."""
+
+    @abc.abstractmethod
+    async def check_ready(self) -> None:
+        """Return when the ERP answers; raise ``ErpUnavailable``/``ErpTimeout`` otherwise."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
+        """Release connections; called once at shutdown."""

@@ -1,0 +1,110 @@
+"""``erp-gateway``: serve the gateway under gunicorn, or export the OpenAPI spec."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gateway.settings import Settings, load_settings
+
+__all__ = ["main", "openapi_document"]
+
+DEFAULT_SPEC_PATH = Path("openapi/v1.json")
+
+
+def openapi_document() -> str:
+    """The v1 spec as committed: generated from the contracts with default settings."""
+    from gateway.app import create_app
+
+    schema = create_app(Settings()).openapi_schema.to_schema()
+    return msgspec.json.format(msgspec.json.encode(schema), indent=2).decode("utf-8") + "\n"
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from gunicorn.app.base import BaseApplication
+
+    from gateway.app import create_app
+
+    options: dict[str, Any] = {
+        "bind": f"{args.host or settings.server.host}:{args.port or settings.server.port}",
+        "workers": args.workers or settings.server.workers,
+        "worker_class": "uvicorn_worker.UvicornWorker",
+        "timeout": settings.server.timeout,
+        "graceful_timeout": 10,
+        "reload": args.reload,
+        "control_socket_disable": True,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": settings.log_level.lower(),
+        "proc_name": "erp-gateway",
+    }
+
+    class GatewayApplication(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Callable[..., Any]:
+            # Runs in each worker after the fork: every worker builds its own app and clients.
+            return create_app(settings)
+
+    GatewayApplication().run()
+    return 0
+
+
+def _openapi(args: argparse.Namespace, settings: Settings) -> int:
+    document = openapi_document()
+    if args.check:
+        if not args.output.exists() or args.output.read_text(encoding="utf-8") != document:
+            print(f"{args.output} is out of date: run `erp-gateway openapi`", file=sys.stderr)
+            return 1
+        return 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(document, encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _settings(args: argparse.Namespace, settings: Settings) -> int:
+    for name, kind, default in Settings.describe():
+        print(f"{name}\t{kind}\t{default!r}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="erp-gateway", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway under gunicorn")
+    serve.add_argument("--host", help="bind address (default: server.host setting)")
+    serve.add_argument("--port", type=int, help="port (default: server.port setting)")
+    serve.add_argument("--workers", type=int, help="worker processes (default: server.workers setting)")
+    serve.add_argument("--reload", action="store_true", help="dev mode: restart workers when code changes")
+    serve.set_defaults(run=_serve)
+
+    spec = commands.add_parser("openapi", help="write the OpenAPI spec generated from the contracts")
+    spec.add_argument("--output", type=Path, default=DEFAULT_SPEC_PATH)
+    spec.add_argument("--check", action="store_true", help="exit 1 when the file differs from the generated spec")
+    spec.set_defaults(run=_openapi)
+
+    show = commands.add_parser("settings", help="list every setting with its environment variable and default")
+    show.set_defaults(run=_settings)
+
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run: Callable[[argparse.Namespace, Settings], int] = args.run
+    return run(args, settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,175 @@
+"""Errors translated at the edge: every failure becomes an RFC 9457 problem+json answer.
+
+``type`` is a stable URI per kind of error (``PROBLEM_BASE`` + slug); clients match on it,
+never on ``title`` or ``detail``. The catalog below is the complete list, documented in
+docs/problems.md; a slug is never renamed once published.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from contracts.v1 import FieldError, Problem
+from erp_backends.errors import Conflict, ErpError, ErpTimeout, ErpUnavailable, NotFound, Rejected
+from gateway.correlation import correlation_id
+
+__all__ = ["PROBLEMS", "PROBLEM_BASE", "PROBLEM_MEDIA_TYPE", "exception_handlers", "problem_response"]
+
+log = logging.getLogger("erp_gateway.errors")
+
+PROBLEM_BASE = "https://erp-gateway.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+#: slug -> (status, title). The stable catalog of problem types.
+PROBLEMS: dict[str, tuple[int, str]] = {
+    "validation-failed": (400, "The request is not valid"),
+    "unauthorized": (401, "Authentication is required"),
+    "forbidden": (403, "The caller may not do this"),
+    "not-found": (404, "No such resource"),
+    "sku-not-found": (404, "Unknown SKU"),
+    "order-not-found": (404, "Unknown order"),
+    "return-authorization-not-found": (404, "Unknown return authorization"),
+    "method-not-allowed": (405, "Method not allowed"),
+    "not-acceptable": (406, "Not acceptable"),
+    "nothing-delivered": (409, "Nothing delivered yet"),
+    "payload-too-large": (413, "Request body too large"),
+    "unsupported-media-type": (415, "Unsupported media type"),
+    "unknown-customer": (422, "Unknown customer"),
+    "unknown-warehouse": (422, "Unknown warehouse"),
+    "unknown-sku": (422, "Unknown SKU in the request"),
+    "unsupported-currency": (422, "Unsupported currency"),
+    "invalid-return-line": (422, "Return line names no order line"),
+    "line-not-on-order": (422, "Return line is not on the order"),
+    "ambiguous-return-line": (422, "Return line is ambiguous"),
+    "return-quantity-exceeded": (422, "More returned than delivered"),
+    "idempotency-key-reused": (422, "Idempotency-Key reused with a different request"),
+    "rejected-by-erp": (422, "The ERP rejected the request"),
+    "too-many-requests": (429, "Too many requests"),
+    "internal-error": (500, "Internal error"),
+    "erp-unavailable": (503, "The ERP is unavailable"),
+    "erp-timeout": (504, "The ERP did not answer in time"),
+}
+
+_HTTP_SLUGS = {
+    400: "validation-failed",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not-found",
+    405: "method-not-allowed",
+    406: "not-acceptable",
+    413: "payload-too-large",
+    415: "unsupported-media-type",
+    429: "too-many-requests",
+}
+
+_RETRY_AFTER_SECONDS = "5"
+
+
+def problem_response(
+    request: Request[Any, Any, Any],
+    slug: str,
+    detail: str,
+    *,
+    status: int | None = None,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[bytes]:
+    known_status, title = PROBLEMS.get(slug, (status or 500, slug.replace("-", " ").capitalize()))
+    problem = Problem(
+        type=PROBLEM_BASE + slug,
+        title=title,
+        status=status or known_status,
+        detail=detail,
+        correlation_id=correlation_id(request.scope),
+        instance=request.url.path,
+        errors=errors,
+        **extra,
+    )
+    return Response(
+        content=msgspec.json.encode(problem),
+        status_code=problem.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+# msgspec says "... - at `$.lines[0].quantity`"; Litestar adds the key separately.
+_AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
+
+
+def _field_errors(exc: ValidationException) -> list[FieldError]:
+    out: list[FieldError] = []
+    extra = exc.extra if isinstance(exc.extra, list) else [exc.extra] if exc.extra else []
+    for item in extra:
+        if not isinstance(item, dict):
+            continue
+        message = str(item.get("message", "invalid value"))
+        match = _AT.search(message)
+        if match:
+            field = match.group("path") or "body"
+            message = message[: match.start()]
+        else:
+            key = str(item.get("key") or "body")
+            source = item.get("source")
+            field = f"{source}.{key}" if source and source != "body" else key
+        out.append(FieldError(field=field, message=message))
+    return out
+
+
+_MISSING = re.compile(r"^Missing required (?P<source>\w+) parameter '(?P<name>[^']+)'")
+
+
+def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
+    errors = _field_errors(exc)
+    if not errors and (missing := _MISSING.match(exc.detail)):
+        errors = [FieldError(field=missing.group("name"), message=f"required {missing.group('source')} is missing")]
+    detail = "; ".join(f"{e.field}: {e.message}" for e in errors) if errors else exc.detail
+    return problem_response(request, "validation-failed", detail, errors=errors or None)
+
+
+def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    slug = _HTTP_SLUGS.get(exc.status_code, "internal-error" if exc.status_code >= 500 else "validation-failed")
+    headers = {k: v for k, v in (exc.headers or {}).items()}
+    return problem_response(request, slug, exc.detail, status=exc.status_code, headers=headers or None)
+
+
+def _on_erp(request: Request[Any, Any, Any], exc: ErpError) -> Response[bytes]:
+    cid = correlation_id(request.scope)
+    if isinstance(exc, NotFound):
+        return problem_response(request, exc.code, exc.detail, status=404)
+    if isinstance(exc, Rejected):
+        slug = exc.code if exc.code in PROBLEMS else "rejected-by-erp"
+        status = 409 if isinstance(exc, Conflict) else 422
+        errors = [FieldError(field=exc.field, message=exc.detail)] if exc.field else None
+        extra: dict[str, Any] = {"available": exc.available} if exc.available is not None else {}
+        if exc.field and exc.field.startswith("lines["):
+            extra["line"] = exc.field
+        return problem_response(request, slug, exc.detail, status=status, errors=errors, **extra)
+    if isinstance(exc, ErpTimeout):
+        log.warning("ERP timeout", extra={"correlation_id": cid, "error": exc.detail})
+        return problem_response(request, "erp-timeout", exc.detail, headers={"Retry-After": _RETRY_AFTER_SECONDS})
+    if isinstance(exc, ErpUnavailable):
+        log.warning("ERP unavailable", extra={"correlation_id": cid, "error": exc.detail})
+        return problem_response(request, "erp-unavailable", exc.detail, headers={"Retry-After": _RETRY_AFTER_SECONDS})
+    log.error("ERP error", extra={"correlation_id": cid, "error": exc.detail})
+    return problem_response(request, "erp-unavailable", "the ERP failed", status=502)
+
+
+def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    log.exception("unhandled error", extra={"correlation_id": correlation_id(request.scope)})
+    return problem_response(request, "internal-error", "an unexpected error occurred; quote the correlation ID")
+
+
+exception_handlers: dict[type[Exception] | int, Any] = {
+    ValidationException: _on_validation,
+    HTTPException: _on_http,
+    ErpError: _on_erp,
+    Exception: _on_unexpected,
+}

@@ -1,0 +1,87 @@
+"""GET /v1/availability/{sku} and POST /v1/availability/batch."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.params import Parameter
+
+from contracts.v1 import AvailabilityBatch, AvailabilityBatchRequest, SkuAvailability
+from erp_backends.errors import NotFound
+from erp_backends.port import CallContext, ErpBackend
+from gateway.routes._openapi import body, example, responses
+
+__all__ = ["AvailabilityController"]
+
+_ITEM = {
+    "sku": "TEE-NVY-M",
+    "unit": "unit",
+    "onHand": 180,
+    "committed": 2,
+    "availableToPromise": 178,
+    "warehouses": [
+        {"warehouse": "EAST", "onHand": 80, "committed": 2, "availableToPromise": 78},
+        {"warehouse": "WEST", "onHand": 100, "committed": 0, "availableToPromise": 100},
+    ],
+    "asOf": "2026-11-28T10:00:00Z",
+}
+
+SkuPath = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", max_length=64, description="SKU")]
+WarehouseQuery = Annotated[
+    str | None,
+    Parameter(pattern=r"^[A-Za-z0-9_-]+$", max_length=32, description="Only this warehouse (default: all)."),
+]
+
+
+class AvailabilityController(Controller):
+    path = "/v1/availability"
+    tags = ["availability"]
+
+    @get(
+        "/{sku:str}",
+        operation_id="getAvailability",
+        summary="Stock of one SKU",
+        description="On hand, committed and available to promise, per warehouse. Unknown SKU: 404.",
+        responses=responses(
+            200,
+            SkuAvailability,
+            "Stock of the SKU",
+            [example("In stock in both warehouses", _ITEM)],
+            "sku-not-found",
+            "unknown-warehouse",
+        ),
+    )
+    async def get_one(
+        self, sku: SkuPath, erp: ErpBackend, ctx: CallContext, warehouse: WarehouseQuery = None
+    ) -> SkuAvailability:
+        batch = await erp.get_availability([sku], [warehouse] if warehouse else None, ctx)
+        if not batch.items:
+            raise NotFound("sku", sku)
+        return batch.items[0]
+
+    @post(
+        "/batch",
+        status_code=200,
+        operation_id="getAvailabilityBatch",
+        summary="Stock of up to 200 SKUs",
+        description="One item per known SKU in the order asked; unknown SKUs are listed in `unknownSkus`.",
+        responses=responses(
+            200,
+            AvailabilityBatch,
+            "Stock per SKU",
+            [example("One known, one unknown SKU", {"items": [_ITEM], "unknownSkus": ["NO-SUCH-SKU"]})],
+            "unknown-warehouse",
+            "payload-too-large",
+        ),
+    )
+    async def get_batch(
+        self,
+        data: Annotated[
+            AvailabilityBatchRequest,
+            body("Two SKUs in one warehouse", {"skus": ["TEE-NVY-M", "NO-SUCH-SKU"], "warehouses": ["EAST"]}),
+        ],
+        erp: ErpBackend,
+        ctx: CallContext,
+    ) -> AvailabilityBatch:
+        return await erp.get_availability(data.skus, data.warehouses, ctx)

@@ -1,0 +1,153 @@
+"""POST /v1/orders/validate, GET /v1/orders/{orderNumber}, GET /v1/orders?externalRef=."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.params import Parameter, QueryParameter
+
+from contracts.v1 import Order, OrderList, OrderValidation, OrderValidationRequest
+from erp_backends.port import CallContext, ErpBackend
+from gateway.routes._openapi import body, example, responses
+
+__all__ = ["OrdersController"]
+
+_ORDER = {
+    "orderNumber": "SO-1002",
+    "externalRef": "WC-5002",
+    "status": "partially_shipped",
+    "orderedOn": "2026-11-18",
+    "currency": "EUR",
+    "totalAmount": "316.35",
+    "invoiceState": "not_invoiced",
+    "paymentState": "unpaid",
+    "customer": {
+        "reference": "C-1001",
+        "name": "Acme Retail GmbH",
+        "email": "purchasing@acme-retail.example",
+        "phone": "+49 30 5550 1001",
+        "address": {"street": "Friedrichstrasse 101", "postalCode": "10117", "city": "Berlin", "country": "DE"},
+    },
+    "lines": [
+        {
+            "lineRef": "1",
+            "sku": "LAMP-WHT",
+            "description": "LED desk lamp, white",
+            "quantity": 3,
+            "shippedQuantity": 2,
+            "invoicedQuantity": 0,
+            "returnedQuantity": 0,
+            "unitPrice": "75.05",
+            "lineTotal": "225.15",
+        }
+    ],
+    "shipments": [
+        {
+            "shipmentNumber": "SH-2001",
+            "state": "shipped",
+            "shippedOn": "2026-11-19",
+            "trackingReference": "1Z999AA10123456784",
+            "lines": [{"sku": "LAMP-WHT", "quantity": 2}],
+        }
+    ],
+}
+
+OrderNumberPath = Annotated[
+    str, Parameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", max_length=64, description="ERP order number")
+]
+ExternalRefQuery = Annotated[
+    str,
+    QueryParameter(
+        name="externalRef",
+        pattern=r"^[\x21-\x7e]+$",
+        min_length=1,
+        max_length=128,
+        description="The storefront's order id, as kept on the ERP order.",
+    ),
+]
+
+
+class OrdersController(Controller):
+    path = "/v1/orders"
+    tags = ["orders"]
+
+    @post(
+        "/validate",
+        status_code=200,
+        operation_id="validateOrder",
+        summary="Validate a cart before checkout",
+        description=(
+            "Checks every line for unknown SKU, not salable, insufficient stock and changed price. "
+            "`valid: false` with per-line problems is a normal answer (200), not an error. Writes nothing."
+        ),
+        responses=responses(
+            200,
+            OrderValidation,
+            "The verdict with per-line problems",
+            [
+                example(
+                    "Price changed on one line",
+                    {
+                        "valid": False,
+                        "problems": [
+                            {
+                                "line": 0,
+                                "sku": "TEE-NVY-M",
+                                "code": "price_changed",
+                                "detail": "unit price is now 19.90, the shopper saw 17.90",
+                                "available": None,
+                                "seenUnitPrice": "17.90",
+                                "currentUnitPrice": "19.90",
+                            }
+                        ],
+                        "checkedAt": "2026-11-28T10:00:00Z",
+                    },
+                )
+            ],
+            "unknown-customer",
+            "unknown-warehouse",
+            "unsupported-currency",
+            "payload-too-large",
+        ),
+    )
+    async def validate(
+        self,
+        data: Annotated[
+            OrderValidationRequest,
+            body(
+                "The cart about to be submitted",
+                {
+                    "customer": "C-1002",
+                    "currency": "EUR",
+                    "warehouse": "EAST",
+                    "lines": [{"sku": "TEE-NVY-M", "quantity": 2, "unitPrice": "17.90"}],
+                },
+            ),
+        ],
+        erp: ErpBackend,
+        ctx: CallContext,
+    ) -> OrderValidation:
+        return await erp.validate_order(data, ctx)
+
+    @get(
+        "/{order_number:str}",
+        operation_id="getOrder",
+        summary="Look up an order by its ERP number",
+        description=(
+            "Status, lines with ordered/shipped/invoiced/returned quantities, shipments, invoice and payment state."
+        ),
+        responses=responses(200, Order, "The order", [example("Partly shipped order", _ORDER)], "order-not-found"),
+    )
+    async def get_order(self, order_number: OrderNumberPath, erp: ErpBackend, ctx: CallContext) -> Order:
+        return await erp.get_order(order_number, ctx)
+
+    @get(
+        "/",
+        operation_id="findOrdersByExternalRef",
+        summary="Find orders by the storefront's reference",
+        description="Usually one order; an empty list when the ERP has none with that reference.",
+        responses=responses(200, OrderList, "Matching orders", [example("One match", {"items": [_ORDER]})]),
+    )
+    async def find_orders(self, external_ref: ExternalRefQuery, erp: ErpBackend, ctx: CallContext) -> OrderList:
+        return await erp.find_orders(external_ref, ctx)

@@ -1,0 +1,112 @@
+"""POST /v1/returns (idempotent) and GET /v1/returns/{rmaNumber}."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, Response, get, post
+from litestar.params import HeaderParameter, Parameter
+
+from contracts.v1 import ReturnAuthorization, ReturnRequest
+from erp_backends.port import CallContext, ErpBackend, IdempotencyToken
+from gateway.routes._openapi import body, example, responses
+
+__all__ = ["ReturnsController"]
+
+_RMA = {
+    "rmaNumber": "RMA-000001",
+    "orderNumber": "SO-1003",
+    "status": "authorized",
+    "createdAt": "2026-11-28T10:00:00Z",
+    "lines": [
+        {
+            "lineRef": "1",
+            "sku": "HOOD-BLK-L",
+            "quantity": 1,
+            "reason": "wrong_item",
+            "unitPrice": "59.00",
+            "refundAmount": "59.00",
+        }
+    ],
+    "refundEstimate": {"currency": "EUR", "amount": "59.00"},
+}
+
+IdempotencyKeyHeader = Annotated[
+    str,
+    HeaderParameter(
+        name="Idempotency-Key",
+        min_length=8,
+        max_length=128,
+        pattern=r"^[\x21-\x7e]+$",
+        description=(
+            "Required. A unique key per return the caller means to create (a UUID is ideal). Retrying with "
+            "the same key and body replays the first answer; the same key with another body is refused (422)."
+        ),
+    ),
+]
+RmaPath = Annotated[
+    str, Parameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", max_length=64, description="Return authorization number")
+]
+
+
+class ReturnsController(Controller):
+    path = "/v1/returns"
+    tags = ["returns"]
+
+    @post(
+        "/",
+        operation_id="createReturn",
+        summary="Authorize a return (idempotent)",
+        description=(
+            "Creates a return authorization for delivered lines of an order. At most delivered minus already "
+            "returned per line. A replay answers the original authorization with `Idempotent-Replayed: true`."
+        ),
+        responses=responses(
+            201,
+            ReturnAuthorization,
+            "The return authorization (new or replayed)",
+            [example("Authorized", _RMA)],
+            "order-not-found",
+            "nothing-delivered",
+            "return-quantity-exceeded",
+            "idempotency-key-reused",
+            "invalid-return-line",
+            "line-not-on-order",
+            "ambiguous-return-line",
+            "payload-too-large",
+        ),
+    )
+    async def create(
+        self,
+        data: Annotated[
+            ReturnRequest,
+            body(
+                "Return one delivered hoodie",
+                {"orderNumber": "SO-1003", "lines": [{"sku": "HOOD-BLK-L", "quantity": 1, "reason": "wrong_item"}]},
+            ),
+        ],
+        idempotency_key: IdempotencyKeyHeader,
+        erp: ErpBackend,
+        ctx: CallContext,
+    ) -> Response[ReturnAuthorization]:
+        outcome = await erp.create_return(data, IdempotencyToken.for_request(idempotency_key, data), ctx)
+        rma = outcome.authorization
+        headers = {"Location": f"/v1/returns/{rma.rma_number}"}
+        if outcome.replayed:
+            headers["Idempotent-Replayed"] = "true"
+        return Response(rma, status_code=201, headers=headers)
+
+    @get(
+        "/{rma_number:str}",
+        operation_id="getReturn",
+        summary="Read a return authorization",
+        responses=responses(
+            200,
+            ReturnAuthorization,
+            "The return authorization",
+            [example("Authorized", _RMA)],
+            "return-authorization-not-found",
+        ),
+    )
+    async def get_return(self, rma_number: RmaPath, erp: ErpBackend, ctx: CallContext) -> ReturnAuthorization:
+        return await erp.get_return(rma_number, ctx)
