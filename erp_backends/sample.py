@@ -131,7 +131,7 @@ class SampleBackend(ErpBackend):
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor, lambda: fn(self._connect()))
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:
             raise ErpUnavailable(f"sample ERP database error: {exc}") from exc
 
     async def check_ready(self) -> None:

@@ -25,7 +25,7 @@ __all__ = ["API_VERSION", "create_app", "openapi_config"]
 API_VERSION = "1.0.0"
 
 
-def openapi_config(settings: Settings) -> OpenAPIConfig:
+def openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="erp-gateway",
         version=API_VERSION,
@@ -44,7 +44,6 @@ def openapi_config(settings: Settings) -> OpenAPIConfig:
         ],
         path="/docs",
         render_plugins=[ScalarRenderPlugin(path="/"), JsonRenderPlugin(path="/openapi.json")],
-        enabled_endpoints={"/", "openapi.json"} if settings.http.docs_enabled else set(),
         create_examples=False,
     )
 
@@ -79,7 +78,7 @@ def create_app(settings: Settings | None = None, backend: ErpBackend | None = No
         exception_handlers=exception_handlers,
         before_send=[echo_request_id],
         lifespan=[lifespan],
-        openapi_config=openapi_config(settings),
+        openapi_config=openapi_config() if settings.http.docs_enabled else None,
         request_max_body_size=settings.http.max_body_bytes,
         logging_config=None,
         debug=False,

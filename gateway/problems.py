@@ -104,7 +104,20 @@ def problem_response(
 _AT = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
 
 
-def _field_errors(exc: ValidationException) -> list[FieldError]:
+def _wire_name(request: Request[Any, Any, Any], key: str) -> str:
+    """The name a caller sees for a handler parameter (``externalRef``, ``Idempotency-Key``)."""
+    try:
+        field = request.route_handler.parsed_fn_signature.parameters.get(key)
+    except Exception:  # no handler matched: nothing to translate
+        return key
+    kwarg = getattr(field, "kwarg_definition", None)
+    for attr in ("name", "query", "header"):
+        if alias := getattr(kwarg, attr, None):
+            return str(alias)
+    return key
+
+
+def _field_errors(request: Request[Any, Any, Any], exc: ValidationException) -> list[FieldError]:
     out: list[FieldError] = []
     extra = exc.extra if isinstance(exc.extra, list) else [exc.extra] if exc.extra else []
     for item in extra:
@@ -116,9 +129,7 @@ def _field_errors(exc: ValidationException) -> list[FieldError]:
             field = match.group("path") or "body"
             message = message[: match.start()]
         else:
-            key = str(item.get("key") or "body")
-            source = item.get("source")
-            field = f"{source}.{key}" if source and source != "body" else key
+            field = _wire_name(request, str(item.get("key") or "body"))
         out.append(FieldError(field=field, message=message))
     return out
 
@@ -127,7 +138,7 @@ _MISSING = re.compile(r"^Missing required (?P<source>\w+) parameter '(?P<name>[^
 
 
 def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[bytes]:
-    errors = _field_errors(exc)
+    errors = _field_errors(request, exc)
     if not errors and (missing := _MISSING.match(exc.detail)):
         errors = [FieldError(field=missing.group("name"), message=f"required {missing.group('source')} is missing")]
     detail = "; ".join(f"{e.field}: {e.message}" for e in errors) if errors else exc.detail

@@ -95,8 +95,9 @@ Money = Annotated[
     Decimal,
     Meta(
         description=(
-            "Amount as a decimal string in the stated currency, never a float. Unit prices and "
-            "totals are rounded half-up to the currency's minor unit."
+            "Amount as a decimal string in the stated currency, never a float (a JSON number sent "
+            "by a caller is read exactly from its digits). Unit prices and totals are rounded "
+            "half-up to the currency's minor unit."
         ),
         examples=["19.90"],
     ),

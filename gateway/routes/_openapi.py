@@ -30,7 +30,9 @@ def responses(
     status: int, data: Any, description: str, examples: list[Example], *slugs: str
 ) -> dict[int, ResponseSpec]:
     """The success response with its examples, then one problem response per error status."""
-    out = {status: ResponseSpec(data_container=data, description=description, examples=examples)}
+    out = {
+        status: ResponseSpec(data_container=data, description=description, examples=examples, generate_examples=False)
+    }
     out.update(_problems(*slugs, *ERP_FAILURES))
     return out
 
@@ -44,6 +46,7 @@ def _problems(*slugs: str) -> dict[int, ResponseSpec]:
     for status, group in sorted(by_status.items()):
         out[status] = ResponseSpec(
             data_container=Problem,
+            generate_examples=False,
             description="; ".join(PROBLEMS[s][1] for s in group),
             media_type=PROBLEM_MEDIA_TYPE,
             examples=[

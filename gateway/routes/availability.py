@@ -9,7 +9,7 @@ from litestar.params import Parameter
 
 from contracts.v1 import AvailabilityBatch, AvailabilityBatchRequest, SkuAvailability
 from erp_backends.errors import NotFound
-from erp_backends.port import CallContext, ErpBackend
+from gateway.routes._deps import Ctx, Erp
 from gateway.routes._openapi import body, example, responses
 
 __all__ = ["AvailabilityController"]
@@ -52,9 +52,7 @@ class AvailabilityController(Controller):
             "unknown-warehouse",
         ),
     )
-    async def get_one(
-        self, sku: SkuPath, erp: ErpBackend, ctx: CallContext, warehouse: WarehouseQuery = None
-    ) -> SkuAvailability:
+    async def get_one(self, sku: SkuPath, erp: Erp, ctx: Ctx, warehouse: WarehouseQuery = None) -> SkuAvailability:
         batch = await erp.get_availability([sku], [warehouse] if warehouse else None, ctx)
         if not batch.items:
             raise NotFound("sku", sku)
@@ -81,7 +79,7 @@ class AvailabilityController(Controller):
             AvailabilityBatchRequest,
             body("Two SKUs in one warehouse", {"skus": ["TEE-NVY-M", "NO-SUCH-SKU"], "warehouses": ["EAST"]}),
         ],
-        erp: ErpBackend,
-        ctx: CallContext,
+        erp: Erp,
+        ctx: Ctx,
     ) -> AvailabilityBatch:
         return await erp.get_availability(data.skus, data.warehouses, ctx)

@@ -10,7 +10,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 
 from erp_backends.errors import ErpError
-from erp_backends.port import ErpBackend
+from gateway.routes._deps import Erp
 
 __all__ = ["HealthController"]
 
@@ -43,6 +43,7 @@ class HealthController(Controller):
         responses={
             503: ResponseSpec(
                 data_container=Health,
+                generate_examples=False,
                 description="A dependency is down",
                 examples=[
                     Example(
@@ -56,7 +57,7 @@ class HealthController(Controller):
             )
         },
     )
-    async def readyz(self, erp: ErpBackend) -> Response[Health]:
+    async def readyz(self, erp: Erp) -> Response[Health]:
         try:
             await asyncio.wait_for(erp.check_ready(), READY_TIMEOUT_SECONDS)
             check = Check(name=f"backend:{erp.name}", ok=True)

@@ -8,7 +8,7 @@ from litestar import Controller, get, post
 from litestar.params import Parameter, QueryParameter
 
 from contracts.v1 import Order, OrderList, OrderValidation, OrderValidationRequest
-from erp_backends.port import CallContext, ErpBackend
+from gateway.routes._deps import Ctx, Erp
 from gateway.routes._openapi import body, example, responses
 
 __all__ = ["OrdersController"]
@@ -125,8 +125,8 @@ class OrdersController(Controller):
                 },
             ),
         ],
-        erp: ErpBackend,
-        ctx: CallContext,
+        erp: Erp,
+        ctx: Ctx,
     ) -> OrderValidation:
         return await erp.validate_order(data, ctx)
 
@@ -139,7 +139,7 @@ class OrdersController(Controller):
         ),
         responses=responses(200, Order, "The order", [example("Partly shipped order", _ORDER)], "order-not-found"),
     )
-    async def get_order(self, order_number: OrderNumberPath, erp: ErpBackend, ctx: CallContext) -> Order:
+    async def get_order(self, order_number: OrderNumberPath, erp: Erp, ctx: Ctx) -> Order:
         return await erp.get_order(order_number, ctx)
 
     @get(
@@ -149,5 +149,5 @@ class OrdersController(Controller):
         description="Usually one order; an empty list when the ERP has none with that reference.",
         responses=responses(200, OrderList, "Matching orders", [example("One match", {"items": [_ORDER]})]),
     )
-    async def find_orders(self, external_ref: ExternalRefQuery, erp: ErpBackend, ctx: CallContext) -> OrderList:
+    async def find_orders(self, external_ref: ExternalRefQuery, erp: Erp, ctx: Ctx) -> OrderList:
         return await erp.find_orders(external_ref, ctx)

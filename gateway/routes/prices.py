@@ -7,7 +7,7 @@ from typing import Annotated
 from litestar import Controller, post
 
 from contracts.v1 import PriceCheck, PriceCheckRequest
-from erp_backends.port import CallContext, ErpBackend
+from gateway.routes._deps import Ctx, Erp
 from gateway.routes._openapi import body, example, responses
 
 __all__ = ["PricesController"]
@@ -65,7 +65,7 @@ class PricesController(Controller):
                 {"customer": "C-1001", "currency": "EUR", "lines": [{"sku": "TOTE-NAT", "quantity": 20}]},
             ),
         ],
-        erp: ErpBackend,
-        ctx: CallContext,
+        erp: Erp,
+        ctx: Ctx,
     ) -> PriceCheck:
         return await erp.check_prices(data, ctx)

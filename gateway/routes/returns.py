@@ -8,7 +8,8 @@ from litestar import Controller, Response, get, post
 from litestar.params import HeaderParameter, Parameter
 
 from contracts.v1 import ReturnAuthorization, ReturnRequest
-from erp_backends.port import CallContext, ErpBackend, IdempotencyToken
+from erp_backends.port import IdempotencyToken
+from gateway.routes._deps import Ctx, Erp
 from gateway.routes._openapi import body, example, responses
 
 __all__ = ["ReturnsController"]
@@ -86,8 +87,8 @@ class ReturnsController(Controller):
             ),
         ],
         idempotency_key: IdempotencyKeyHeader,
-        erp: ErpBackend,
-        ctx: CallContext,
+        erp: Erp,
+        ctx: Ctx,
     ) -> Response[ReturnAuthorization]:
         outcome = await erp.create_return(data, IdempotencyToken.for_request(idempotency_key, data), ctx)
         rma = outcome.authorization
@@ -108,5 +109,5 @@ class ReturnsController(Controller):
             "return-authorization-not-found",
         ),
     )
-    async def get_return(self, rma_number: RmaPath, erp: ErpBackend, ctx: CallContext) -> ReturnAuthorization:
+    async def get_return(self, rma_number: RmaPath, erp: Erp, ctx: Ctx) -> ReturnAuthorization:
         return await erp.get_return(rma_number, ctx)

@@ -1,0 +1,63 @@
+"""The published spec: committed, current, valid OpenAPI 3.1, complete per operation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from openapi_spec_validator import validate
+
+from gateway.cli import DEFAULT_SPEC_PATH, openapi_document
+
+ROOT = Path(__file__).parents[2]
+COMMITTED = ROOT / DEFAULT_SPEC_PATH
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    document: dict[str, Any] = msgspec.json.decode(COMMITTED.read_bytes())
+    return document
+
+
+def test_committed_spec_matches_the_contracts() -> None:
+    assert COMMITTED.read_text(encoding="utf-8") == openapi_document(), (
+        "openapi/v1.json is out of date with the contracts: run `.venv/bin/erp-gateway openapi` and commit it "
+        "(if this changes a published v1 shape, it is a breaking change: add fields, never alter them)"
+    )
+
+
+def test_spec_is_valid_openapi_3_1(spec: dict[str, Any]) -> None:
+    assert spec["openapi"].startswith("3.1")
+    validate(spec)
+
+
+def _operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(m, p, op) for p, ops in spec["paths"].items() for m, op in ops.items()]
+
+
+def test_every_v1_operation_is_documented(spec: dict[str, Any]) -> None:
+    v1 = [(m, p, op) for m, p, op in _operations(spec) if p.startswith("/v1/")]
+    assert len(v1) == 8
+    ids = [op["operationId"] for _, _, op in v1]
+    assert len(set(ids)) == len(ids)
+    for method, path, op in v1:
+        where = f"{method.upper()} {path}"
+        assert op.get("summary"), where
+        success = [code for code in op["responses"] if code.startswith("2")]
+        assert len(success) == 1, where
+        assert op["responses"][success[0]]["content"]["application/json"]["examples"], where
+        if "requestBody" in op:
+            body = op["requestBody"]["content"]["application/json"]
+            assert body.get("examples") or body["schema"].get("examples"), where
+        errors = {code: r for code, r in op["responses"].items() if code[0] in "45"}
+        assert {"400", "503", "504"} <= set(errors), where
+        for code, response in errors.items():
+            media = response["content"]["application/problem+json"]
+            assert media["schema"] == {"$ref": "#/components/schemas/Problem"}, (where, code)
+            assert media["examples"], (where, code)
+
+
+def test_spec_is_served_by_the_app(spec: dict[str, Any], client: Any) -> None:
+    assert msgspec.json.decode(client.get("/docs/openapi.json").content)["paths"].keys() == spec["paths"].keys()
