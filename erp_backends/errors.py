@@ -1,7 +1,8 @@
 """The small exception tree every adapter translates its ERP's failures into.
 
     ErpError
-    ├── ErpUnavailable      the ERP cannot be reached or answered 5xx     -> 503
+    ├── ErpUnavailable      the ERP cannot be reached or answered 5xx,    -> 503
+    │                       or the gateway shields it (breaker open, call budget spent)
     ├── ErpTimeout          the ERP did not answer in time                -> 504
     ├── NotFound            the thing asked for does not exist            -> 404
     └── Rejected            a business rule of the ERP or contract said no -> 422
@@ -27,9 +28,17 @@ class ErpError(Exception):
 
 
 class ErpUnavailable(ErpError):
-    """The ERP could not be reached, refused the connection, or failed on its side."""
+    """The ERP could not be reached, refused the connection, or failed on its side.
+
+    ``retry_after`` (seconds) is set when the gateway knows when trying again makes sense,
+    for example while a circuit breaker is open or the ERP call budget is spent.
+    """
 
     code = "erp-unavailable"
+
+    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 class ErpTimeout(ErpError):

@@ -318,6 +318,7 @@ def _unit_price(
 def _prices(conn: sqlite3.Connection, request: PriceCheckRequest, currency: str) -> PriceCheck:
     _check_currency(request.currency, currency)
     price_list = _customer_price_list(conn, request.customer)
+    as_of = now()
     lines: list[PriceLine] = []
     for index, line in enumerate(request.lines):
         product = _product(conn, line.sku)
@@ -333,6 +334,7 @@ def _prices(conn: sqlite3.Connection, request: PriceCheckRequest, currency: str)
                 list_price=list_price,
                 line_total=unit * line.quantity,
                 source=source,
+                as_of=as_of,
             )
         )
     return PriceCheck(
@@ -342,7 +344,7 @@ def _prices(conn: sqlite3.Connection, request: PriceCheckRequest, currency: str)
         list_total=sum((line.list_price * line.quantity for line in lines), Decimal("0.00")),
         total=sum((line.line_total for line in lines), Decimal("0.00")),
         rounding=Rounding(minor_unit=MINOR_UNIT, mode="half_up"),
-        as_of=now(),
+        as_of=as_of,
     )
 
 
@@ -427,6 +429,7 @@ def _order(conn: sqlite3.Connection, number: str) -> Order | None:
         ),
         lines=lines,
         shipments=shipments,
+        as_of=now(),
     )
 
 

@@ -1,19 +1,105 @@
-"""The composition root: which backend, wrapped in which policies, from settings.
+"""The composition root: which adapter, wrapped in which policies, from settings.
 
-This is the one place that knows concrete adapters. Routes receive what ``build_backend``
-returns and cannot tell a bare adapter from one wrapped in policies.
+This is the one place that knows concrete adapters and policies. Routes receive
+``Runtime.backend`` and cannot tell a bare adapter from one wrapped in policies.
 """
 
 from __future__ import annotations
 
+import httpx
+import msgspec
+
+from erp_backends.faults import FaultInjectingBackend
 from erp_backends.port import ErpBackend
 from erp_backends.sample import SampleBackend
+from erp_backends.tryton import TrytonBackend, TrytonSettings
 from gateway.settings import Settings
+from policies.caching import CachingBackend
+from policies.chain import GuardedBackend, PolicySettings, wrap_backend
+from policies.quotas import QuotaLimiter
+from policies.redis_link import RedisLink
 
-__all__ = ["build_backend"]
+__all__ = ["Check", "Runtime", "build_adapter", "build_tryton"]
 
 
-def build_backend(settings: Settings) -> ErpBackend:
+def build_adapter(settings: Settings) -> ErpBackend:
+    """The bare ERP adapter the settings name."""
     if settings.backend == "sample":
         return SampleBackend(settings.sample)
+    if settings.backend == "tryton":
+        return build_tryton(settings.tryton)
     raise ValueError(f"backend {settings.backend!r} is not available in this build")
+
+
+def build_tryton(settings: TrytonSettings) -> TrytonBackend:
+    """The Tryton adapter with its own pooled client (closed with the adapter)."""
+    limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
+    timeout = httpx.Timeout(settings.call_timeout_seconds, connect=settings.connect_timeout_seconds)
+    client = httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
+    return TrytonBackend(settings, client, close_client=True)
+
+
+class Check(msgspec.Struct, kw_only=True, frozen=True):
+    """One line of /readyz. ``required`` checks make the gateway unready when they fail."""
+
+    name: str
+    ok: bool
+    required: bool = True
+    detail: str | None = None
+
+
+class Runtime:
+    """Everything one worker process builds at start-up and closes at shutdown."""
+
+    def __init__(self, settings: Settings, adapter: ErpBackend | None = None) -> None:
+        self.settings = settings
+        self.redis = RedisLink(settings.redis)
+        erp = adapter or build_adapter(settings)
+        if settings.faults.control_file:
+            erp = FaultInjectingBackend(erp, settings.faults)
+        chain = wrap_backend(
+            erp,
+            PolicySettings(
+                cache=settings.cache,
+                retry=settings.retry,
+                breaker=settings.breaker,
+                erp_limits=settings.erp_limits,
+                timeouts=settings.timeouts,
+            ),
+            self.redis,
+        )
+        self.backend: ErpBackend = chain.backend
+        self.guarded: GuardedBackend = chain.guarded
+        self.cache: CachingBackend | None = chain.cache
+        self.quotas = (
+            QuotaLimiter(settings.quotas, self.redis, settings.server.workers) if settings.quotas.enabled else None
+        )
+
+    async def readiness(self) -> list[Check]:
+        """The ERP must answer; Redis and breakers are reported, a down Redis only degrades."""
+        from erp_backends.errors import ErpError
+
+        checks: list[Check] = []
+        try:
+            await self.backend.check_ready()
+            checks.append(Check(name=f"backend:{self.backend.name}", ok=True))
+        except (ErpError, TimeoutError) as exc:
+            checks.append(Check(name=f"backend:{self.backend.name}", ok=False, detail=str(exc) or "timed out"))
+        if self.redis.configured:
+            up = await self.redis.ping()
+            checks.append(
+                Check(
+                    name="redis",
+                    ok=up,
+                    required=False,
+                    detail=None if up else f"serving from in-process state: {self.redis.last_error}",
+                )
+            )
+        for breaker in self.guarded.breakers.values():
+            state = await breaker.refresh()  # what the shared state says now, not at this worker's last call
+            checks.append(Check(name=f"breaker:{breaker.name}", ok=state == "closed", required=False, detail=state))
+        return checks
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+        await self.redis.aclose()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Literal
 
 from msgspec import Meta
 
@@ -12,6 +12,7 @@ __all__ = [
     "CurrencyCode",
     "CustomerRef",
     "ExternalRef",
+    "Freshness",
     "IdempotencyKey",
     "LineRef",
     "Money",
@@ -21,6 +22,11 @@ __all__ = [
     "Sku",
     "WarehouseCode",
 ]
+
+#: How fresh an answer is: ``fresh`` came from the ERP for this request, ``cached`` from the
+#: gateway's cache within its time-to-live, ``stale`` from the cache past it (while the ERP is
+#: being asked again, or because the ERP is failing). ``asOf`` says when the ERP said it.
+Freshness = Literal["fresh", "cached", "stale"]
 
 #: Largest number of SKUs one availability batch may ask for.
 MAX_BATCH_SKUS = 200

@@ -8,7 +8,7 @@ from typing import Annotated
 from msgspec import Meta
 
 from contracts._base import Request, Response
-from contracts.v1._types import MAX_BATCH_SKUS, Sku, WarehouseCode
+from contracts.v1._types import MAX_BATCH_SKUS, Freshness, Sku, WarehouseCode
 
 __all__ = ["AvailabilityBatch", "AvailabilityBatchRequest", "SkuAvailability", "WarehouseStock"]
 
@@ -36,6 +36,7 @@ class SkuAvailability(Response):
     available_to_promise: int
     warehouses: list[WarehouseStock]
     as_of: datetime
+    freshness: Freshness = "fresh"
 
 
 class AvailabilityBatchRequest(Request):

@@ -12,6 +12,7 @@ from contracts.v1._types import (
     CurrencyCode,
     CustomerRef,
     ExternalRef,
+    Freshness,
     LineRef,
     Money,
     OrderNumber,
@@ -128,6 +129,8 @@ class Order(Response):
     customer: Customer
     lines: list[OrderLine]
     shipments: list[Shipment]
+    as_of: datetime | None = None
+    freshness: Freshness = "fresh"
 
 
 class OrderList(Response):

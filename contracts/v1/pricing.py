@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from msgspec import Meta
 
 from contracts._base import Request, Response
-from contracts.v1._types import CurrencyCode, CustomerRef, Money, Quantity, Sku
+from contracts.v1._types import CurrencyCode, CustomerRef, Freshness, Money, Quantity, Sku
 
 __all__ = ["PriceCheck", "PriceCheckLine", "PriceCheckRequest", "PriceLine", "PriceSource", "Rounding"]
 
@@ -43,6 +43,8 @@ class PriceLine(Response):
     list_price: Money
     line_total: Money
     source: PriceSource
+    as_of: datetime | None = None
+    freshness: Freshness = "fresh"
 
 
 class Rounding(Response):

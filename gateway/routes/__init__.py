@@ -4,12 +4,13 @@ Routes never see policies or adapters: they receive an ``ErpBackend`` (``erp``) 
 ``CallContext`` (``ctx``) as dependencies from the composition root.
 """
 
+from gateway.routes.admin import AdminController
 from gateway.routes.availability import AvailabilityController
 from gateway.routes.health import HealthController
 from gateway.routes.orders import OrdersController
 from gateway.routes.prices import PricesController
 from gateway.routes.returns import ReturnsController
 
-__all__ = ["V1_CONTROLLERS", "HealthController"]
+__all__ = ["V1_CONTROLLERS", "AdminController", "HealthController"]
 
 V1_CONTROLLERS = [AvailabilityController, PricesController, OrdersController, ReturnsController]

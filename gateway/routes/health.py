@@ -9,21 +9,17 @@ from litestar import Controller, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 
-from erp_backends.errors import ErpError
-from gateway.routes._deps import Erp
+from gateway.bootstrap import Check
+from gateway.routes._deps import RuntimeDep
 
 __all__ = ["HealthController"]
 
 READY_TIMEOUT_SECONDS = 2.0
 
 
-class Check(msgspec.Struct, kw_only=True, frozen=True):
-    name: str
-    ok: bool
-    detail: str | None = None
-
-
 class Health(msgspec.Struct, kw_only=True, frozen=True):
+    """``ok``; ``degraded`` when an optional dependency (Redis) is down; ``unavailable``."""
+
     status: str
     checks: list[Check] = msgspec.field(default_factory=list)
 
@@ -39,7 +35,10 @@ class HealthController(Controller):
         "/readyz",
         operation_id="readyz",
         summary="Readiness: the ERP backend answers",
-        description="503 with the failed checks when a dependency is down.",
+        description=(
+            "503 when the ERP does not answer. A down Redis or an open breaker is reported (`degraded`) but "
+            "keeps the instance in rotation: it still serves from its in-process tier."
+        ),
         responses={
             503: ResponseSpec(
                 data_container=Health,
@@ -50,18 +49,29 @@ class HealthController(Controller):
                         summary="ERP down",
                         value={
                             "status": "unavailable",
-                            "checks": [{"name": "backend:tryton", "ok": False, "detail": "connection refused"}],
+                            "checks": [
+                                {
+                                    "name": "backend:tryton",
+                                    "ok": False,
+                                    "required": True,
+                                    "detail": "connection refused",
+                                }
+                            ],
                         },
                     )
                 ],
             )
         },
     )
-    async def readyz(self, erp: Erp) -> Response[Health]:
+    async def readyz(self, runtime: RuntimeDep) -> Response[Health]:
         try:
-            await asyncio.wait_for(erp.check_ready(), READY_TIMEOUT_SECONDS)
-            check = Check(name=f"backend:{erp.name}", ok=True)
-        except (ErpError, TimeoutError) as exc:
-            check = Check(name=f"backend:{erp.name}", ok=False, detail=str(exc) or "timed out")
-        status = "ok" if check.ok else "unavailable"
-        return Response(Health(status=status, checks=[check]), status_code=200 if check.ok else 503)
+            checks = await asyncio.wait_for(runtime.readiness(), READY_TIMEOUT_SECONDS)
+        except TimeoutError:
+            checks = [Check(name="readiness", ok=False, detail="checks timed out")]
+        if any(c.required and not c.ok for c in checks):
+            status, code = "unavailable", 503
+        elif all(c.ok for c in checks):
+            status, code = "ok", 200
+        else:
+            status, code = "degraded", 200
+        return Response(Health(status=status, checks=checks), status_code=code)

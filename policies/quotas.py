@@ -1,0 +1,201 @@
+"""Per-client quotas, enforced across every worker and instance through Redis.
+
+A fixed window per client (``requests`` per ``window_seconds``, by client class). The
+shared counter lives in Redis and is changed only by one atomic Lua script; to keep Redis
+off the hot path, a worker *leases* a few tokens at a time and spends them locally:
+
+    lease = clamp(floor(left / lease_divisor), 1, max_lease)
+
+Exactness: never more than ``requests`` pass in a window, whatever the number of workers.
+Near the end of a window leases shrink to one token, so the last requests are counted one by
+one; earlier, a worker can hold at most ``max_lease - 1`` unspent tokens that no other worker
+can use (for 600/min and 2 workers, at most 2 x 8 requests of the 600 may be refused early).
+
+When Redis is down, ``when_redis_down`` decides: ``local`` (default) enforces ``requests /
+workers`` per process, ``open`` lets everything through, ``closed`` answers 503.
+Answers carry IETF ``RateLimit-Policy`` and ``RateLimit`` headers; a refusal is a 429 problem
+with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Literal
+
+import msgspec
+
+from policies.redis_link import RedisLink
+
+__all__ = ["QuotaClass", "QuotaDecision", "QuotaLimiter", "QuotaSettings"]
+
+# KEYS[1] counter; ARGV: limit, lease divisor, max lease, window ms. Returns {granted, used}.
+_LEASE = """
+local limit = tonumber(ARGV[1])
+local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+local left = limit - used
+if left <= 0 then return {0, used} end
+local grant = math.floor(left / tonumber(ARGV[2]))
+if grant < 1 then grant = 1 end
+if grant > tonumber(ARGV[3]) then grant = tonumber(ARGV[3]) end
+used = redis.call('INCRBY', KEYS[1], grant)
+if used == grant then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+return {grant, used}
+"""
+
+
+class QuotaClass(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    #: Requests allowed per window.
+    requests: int
+    #: Window length in seconds.
+    window_seconds: int = 60
+
+
+class QuotaSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+    #: Enforce per-client quotas at all.
+    enabled: bool = True
+    #: Quota per client class; a client whose class is not listed gets ``default``.
+    classes: dict[str, QuotaClass] = msgspec.field(
+        default_factory=lambda: {"default": QuotaClass(requests=6000, window_seconds=60)}
+    )
+    #: What to do while Redis is down: ``local``, ``open`` or ``closed``.
+    when_redis_down: Literal["local", "open", "closed"] = "local"
+    #: Lease size divisor (see module docs): larger is more exact, smaller makes fewer Redis calls.
+    lease_divisor: int = 64
+    #: Most tokens one worker leases at once.
+    max_lease: int = 50
+
+
+class QuotaDecision(msgspec.Struct, frozen=True, kw_only=True):
+    allowed: bool
+    policy: str
+    limit: int
+    window_seconds: int
+    remaining: int
+    reset_seconds: int
+    store_down: bool = False
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"ratelimit-policy", f'"{self.policy}";q={self.limit};w={self.window_seconds}'.encode()),
+            (b"ratelimit", f'"{self.policy}";r={self.remaining};t={self.reset_seconds}'.encode()),
+        ]
+
+
+class _Window:
+    __slots__ = ("index", "leased", "used_seen")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.leased = 0  # tokens this process may still spend without asking Redis
+        self.used_seen = 0  # the shared counter as last seen (or the local count without Redis)
+
+
+class QuotaLimiter:
+    def __init__(self, settings: QuotaSettings, redis: RedisLink, workers: int) -> None:
+        self.settings = settings
+        self._redis = redis
+        self._workers = max(1, workers)
+        self._windows: dict[str, _Window] = {}
+        self._local: dict[str, _Window] = {}
+        self._script: Any = redis.client.register_script(_LEASE) if redis.client is not None else None
+
+    def _class(self, client_class: str) -> tuple[str, QuotaClass]:
+        classes = self.settings.classes
+        if client_class in classes:
+            return client_class, classes[client_class]
+        return "default", classes.get("default") or QuotaClass(requests=6000)
+
+    async def acquire(self, client_id: str, client_class: str) -> QuotaDecision:
+        policy, quota = self._class(client_class)
+        now = time.time()
+        index = int(now // quota.window_seconds)
+        reset = max(1, math.ceil((index + 1) * quota.window_seconds - now))
+        key = f"{client_id}\x00{index}"
+        window = self._windows.get(key)
+        if window is None:
+            window = self._windows[key] = _Window(index)
+            self._forget_old(index)
+        if window.leased > 0:
+            window.leased -= 1
+            return self._decision(True, policy, quota, window, reset)
+        if self._script is not None and self._redis.available:
+            result = await self._redis.call(
+                lambda r: self._script(
+                    keys=[self._redis.key("quota", client_id, str(index))],
+                    args=[
+                        quota.requests,
+                        self.settings.lease_divisor,
+                        self.settings.max_lease,
+                        quota.window_seconds * 1000 + 1000,
+                    ],
+                ),
+                None,
+            )
+            if result is not None:
+                granted, used = int(result[0]), int(result[1])
+                window.used_seen = used
+                if granted == 0:
+                    return self._decision(False, policy, quota, window, reset)
+                window.leased = granted - 1
+                return self._decision(True, policy, quota, window, reset)
+        return self._without_redis(client_id, policy, quota, index, reset)
+
+    def _without_redis(self, client_id: str, policy: str, quota: QuotaClass, index: int, reset: int) -> QuotaDecision:
+        mode = self.settings.when_redis_down if self._script is not None else "local"
+        if mode == "open":
+            return QuotaDecision(
+                allowed=True,
+                policy=policy,
+                limit=quota.requests,
+                window_seconds=quota.window_seconds,
+                remaining=quota.requests,
+                reset_seconds=reset,
+                store_down=True,
+            )
+        if mode == "closed":
+            return QuotaDecision(
+                allowed=False,
+                policy=policy,
+                limit=quota.requests,
+                window_seconds=quota.window_seconds,
+                remaining=0,
+                reset_seconds=reset,
+                store_down=True,
+            )
+        # local: this process's share of the quota (all of it when there is no Redis at all)
+        share = quota.requests if self._script is None else max(1, quota.requests // self._workers)
+        key = f"{client_id}\x00{index}"
+        window = self._local.get(key)
+        if window is None:
+            window = self._local[key] = _Window(index)
+            for old in [k for k, w in self._local.items() if w.index < index]:
+                del self._local[old]
+        allowed = window.used_seen < share
+        if allowed:
+            window.used_seen += 1
+        return QuotaDecision(
+            allowed=allowed,
+            policy=policy,
+            limit=share,
+            window_seconds=quota.window_seconds,
+            remaining=max(0, share - window.used_seen),
+            reset_seconds=reset,
+            store_down=self._script is not None,
+        )
+
+    def _decision(self, allowed: bool, policy: str, quota: QuotaClass, window: _Window, reset: int) -> QuotaDecision:
+        remaining = max(0, quota.requests - window.used_seen) + window.leased
+        return QuotaDecision(
+            allowed=allowed,
+            policy=policy,
+            limit=quota.requests,
+            window_seconds=quota.window_seconds,
+            remaining=min(quota.requests, remaining),
+            reset_seconds=reset,
+        )
+
+    def _forget_old(self, index: int) -> None:
+        stale = [k for k, w in self._windows.items() if w.index < index - 1]
+        for k in stale:
+            del self._windows[k]

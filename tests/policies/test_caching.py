@@ -1,0 +1,162 @@
+"""The caching policy: per-item entries shared by batch and single requests, coalescing,
+stale-while-revalidate, stale-if-error, and the shared Redis tier."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+import redis.asyncio as aioredis
+
+from contracts.v1 import PriceCheckLine, PriceCheckRequest
+from erp_backends.errors import ErpUnavailable, Rejected
+from policies.caching import CacheSettings, CachingBackend, OperationCache, cache_status_header, reset_cache_outcome
+from policies.redis_link import RedisLink, RedisSettings
+from tests.policies.conftest import CTX, ControlledErp
+
+T = TypeVar("T")
+FAST = OperationCache(ttl_seconds=0.3, stale_while_revalidate_seconds=0.6, stale_if_error_seconds=30)
+
+
+async def _in_own_request(call: Coroutine[Any, Any, T]) -> tuple[T, str | None]:
+    """Run a call as the server runs a request: in its own task, reading Cache-Status after."""
+
+    async def request() -> tuple[T, str | None]:
+        reset_cache_outcome()
+        return await call, cache_status_header()
+
+    return await asyncio.create_task(request())
+
+
+def _cache(erp: ControlledErp, redis: RedisLink | None = None, **rules: OperationCache) -> CachingBackend:
+    settings = CacheSettings(local_ttl_seconds=0.05, **rules)  # type: ignore[arg-type]
+    return CachingBackend(erp, redis or RedisLink(RedisSettings()), settings)
+
+
+async def test_batch_and_single_requests_share_entries(erp: ControlledErp) -> None:
+    cache = _cache(erp)
+    first, header = await _in_own_request(cache.get_availability(["MUG-SND", "LAMP-WHT", "NOPE"], None, CTX))
+    assert [i.freshness for i in first.items] == ["fresh", "fresh"]
+    assert header == "erp-gateway; fwd=miss; stored"
+    single = await cache.get_availability(["LAMP-WHT"], ["EAST"], CTX)
+    unknown = await cache.get_availability(["NOPE"], None, CTX)
+    assert erp.calls["availability"] == 1
+    assert single.items[0].freshness == "cached"
+    assert (single.items[0].on_hand, single.items[0].available_to_promise) == (12, 11)
+    assert [w.warehouse for w in single.items[0].warehouses] == ["EAST"]
+    assert unknown.unknown_skus == ["NOPE"]
+    # and the other way round: single first, then a batch asks the ERP only for the rest
+    await cache.get_availability(["CAP-OLV"], None, CTX)
+    batch, header = await _in_own_request(cache.get_availability(["CAP-OLV", "TOTE-NAT"], None, CTX))
+    assert header == "erp-gateway; fwd=partial; stored"
+    assert erp.calls["availability"] == 3
+    assert [i.freshness for i in batch.items] == ["cached", "fresh"]
+
+
+async def test_concurrent_misses_for_one_key_make_one_erp_call(erp: ControlledErp) -> None:
+    cache = _cache(erp)
+    erp.delay = 0.05
+    answers = await asyncio.gather(*(cache.get_availability(["TEE-NVY-M"], None, CTX) for _ in range(200)))
+    assert erp.calls["availability"] == 1
+    assert {a.items[0].available_to_promise for a in answers} == {178}
+
+
+async def test_stale_while_revalidate_serves_stale_and_refreshes_once(erp: ControlledErp) -> None:
+    cache = _cache(erp, availability=FAST)
+    await cache.get_availability(["MUG-SND"], None, CTX)
+    await asyncio.sleep(0.4)  # past the TTL, inside stale-while-revalidate
+    stale = await asyncio.gather(*(cache.get_availability(["MUG-SND"], None, CTX) for _ in range(20)))
+    assert {a.items[0].freshness for a in stale} == {"stale"}
+    await asyncio.sleep(0.1)  # the background refresh lands
+    assert erp.calls["availability"] == 2
+    assert (await cache.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "cached"
+
+
+async def test_stale_if_error_serves_the_last_answer_while_the_erp_fails(erp: ControlledErp) -> None:
+    cache = _cache(
+        erp, availability=OperationCache(ttl_seconds=0.1, stale_while_revalidate_seconds=0, stale_if_error_seconds=30)
+    )
+    await cache.get_availability(["MUG-SND"], None, CTX)
+    erp.down = True
+    await asyncio.sleep(0.2)
+    answer, header = await _in_own_request(cache.get_availability(["MUG-SND"], None, CTX))
+    assert answer.items[0].freshness == "stale"
+    assert answer.items[0].on_hand == 140
+    assert header == 'erp-gateway; hit; ttl=0; detail="stale-if-error"'
+    with pytest.raises(ErpUnavailable):  # never cached: nothing stale to serve
+        await cache.get_availability(["LAMP-WHT"], None, CTX)
+
+
+async def test_prices_are_cached_per_customer_sku_and_quantity(erp: ControlledErp) -> None:
+    cache = _cache(erp)
+
+    def cart(*lines: tuple[str, int], customer: str | None = "C-1001") -> PriceCheckRequest:
+        return PriceCheckRequest(
+            customer=customer, currency="EUR", lines=[PriceCheckLine(sku=s, quantity=q) for s, q in lines]
+        )
+
+    first = await cache.check_prices(cart(("TOTE-NAT", 10), ("MUG-SND", 6)), CTX)
+    again = await cache.check_prices(cart(("MUG-SND", 6), ("TOTE-NAT", 10)), CTX)
+    assert erp.calls["prices"] == 1
+    assert [str(line.unit_price) for line in again.lines] == ["12.60", "15.30"]
+    assert again.total == first.total
+    await cache.check_prices(cart(("TOTE-NAT", 50)), CTX)  # another quantity: another entry
+    await cache.check_prices(cart(("TOTE-NAT", 10), customer=None), CTX)  # another customer
+    assert erp.calls["prices"] == 3
+    with pytest.raises(Rejected) as caught:  # the line index is the caller's, not the partial call's
+        await cache.check_prices(cart(("TOTE-NAT", 10), ("NOPE", 1)), CTX)
+    assert caught.value.field == "lines[1].sku"
+
+
+async def test_orders_and_invalidation(erp: ControlledErp) -> None:
+    cache = _cache(erp)
+    await cache.get_order("SO-1003", CTX)
+    await cache.get_order("SO-1003", CTX)
+    assert erp.calls["order"] == 1
+    assert await cache.invalidate(orders=["SO-1003"]) >= 1
+    assert (await cache.get_order("SO-1003", CTX)).freshness == "fresh"
+    assert erp.calls["order"] == 2
+
+
+async def test_the_redis_tier_is_shared_between_workers(
+    erp: ControlledErp, shared_redis: Callable[[], RedisLink], redis_url: str
+) -> None:
+    worker_a, worker_b = _cache(erp, shared_redis()), _cache(erp, shared_redis())
+    skus = [f"SKU-{i}" for i in range(150)] + ["MUG-SND", "TEE-NVY-M"]
+    await worker_a.get_availability(skus, None, CTX)
+    assert erp.calls["availability"] == 1
+    probe = aioredis.Redis.from_url(redis_url)
+    before = await probe.info("commandstats")
+    answer = await worker_b.get_availability(skus, None, CTX)
+    after = await probe.info("commandstats")
+    await probe.aclose()
+    assert erp.calls["availability"] == 1  # worker B never asked the ERP
+    assert [i.freshness for i in answer.items] == ["cached", "cached"]
+    assert len(answer.unknown_skus) == 150
+    calls = {k: after[k]["calls"] - before.get(k, {"calls": 0})["calls"] for k in after if k.startswith("cmdstat_")}
+    data_commands = {k: n for k, n in calls.items() if n and k not in {"cmdstat_info", "cmdstat_hello"}}
+    assert data_commands == {"cmdstat_mget": 1}  # one round trip for the whole batch
+
+
+async def test_redis_down_means_in_process_only_and_recovery(
+    erp: ControlledErp, redis_server: object, redis_url: str
+) -> None:
+    link = RedisLink(RedisSettings(url=redis_url, retry_seconds=0.1))
+    cache = _cache(erp, link)
+    redis_server.stop()  # type: ignore[attr-defined]
+    try:
+        answer = await cache.get_availability(["MUG-SND"], None, CTX)
+        assert answer.items[0].on_hand == 140
+        assert not link.available
+        assert link.last_error
+    finally:
+        redis_server.start()  # type: ignore[attr-defined]
+    await asyncio.sleep(0.15)
+    await cache.get_availability(["LAMP-WHT"], None, CTX)
+    assert link.available
+    probe = aioredis.Redis.from_url(redis_url)
+    assert await probe.exists("erpgw:v1:avail:LAMP-WHT") == 1
+    await probe.aclose()
+    await link.aclose()

@@ -1,0 +1,81 @@
+"""Per-client quotas: global across workers through Redis, cheap on the hot path, and
+what happens without Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import redis.asyncio as aioredis
+
+from policies.quotas import QuotaClass, QuotaLimiter, QuotaSettings
+from policies.redis_link import RedisLink, RedisSettings
+
+
+def _settings(requests: int, **extra: object) -> QuotaSettings:
+    return QuotaSettings(classes={"default": QuotaClass(requests=requests, window_seconds=60)}, **extra)  # type: ignore[arg-type]
+
+
+async def test_a_quota_of_n_holds_across_workers(shared_redis: Callable[[], RedisLink]) -> None:
+    workers = [QuotaLimiter(_settings(25), shared_redis(), workers=3) for _ in range(3)]
+    verdicts = [await workers[i % 3].acquire("storefront", "default") for i in range(40)]
+    assert [v.allowed for v in verdicts] == [True] * 25 + [False] * 15
+    refused = verdicts[25]
+    assert refused.remaining == 0
+    assert 0 < refused.reset_seconds <= 60
+    # another client has its own quota
+    assert (await workers[0].acquire("helpdesk", "default")).allowed
+
+
+async def test_large_quotas_lease_tokens_instead_of_asking_redis_each_time(
+    shared_redis: Callable[[], RedisLink], redis_url: str
+) -> None:
+    limiter = QuotaLimiter(_settings(100_000), shared_redis(), workers=2)
+    probe = aioredis.Redis.from_url(redis_url)
+    before = (await probe.info("commandstats")).get("cmdstat_evalsha", {"calls": 0})["calls"]
+    for _ in range(1000):
+        assert (await limiter.acquire("storefront", "default")).allowed
+    after = await probe.info("commandstats")
+    await probe.aclose()
+    scripts = (
+        after.get("cmdstat_evalsha", {"calls": 0})["calls"] + after.get("cmdstat_eval", {"calls": 0})["calls"] - before
+    )
+    assert scripts <= 1000 // 50 + 1  # leases of max_lease=50 tokens
+
+
+async def test_headers_follow_the_ietf_draft(shared_redis: Callable[[], RedisLink]) -> None:
+    limiter = QuotaLimiter(_settings(10), shared_redis(), workers=1)
+    decision = await limiter.acquire("storefront", "partner-tier")  # unknown class: default
+    headers = dict(decision.headers())
+    assert headers[b"ratelimit-policy"] == b'"default";q=10;w=60'
+    assert headers[b"ratelimit"].startswith(b'"default";r=9;t=')
+
+
+async def test_without_redis_each_process_enforces_its_share(redis_server: object, redis_url: str) -> None:
+    link = RedisLink(RedisSettings(url=redis_url, retry_seconds=30))
+    limiter = QuotaLimiter(_settings(10, when_redis_down="local"), link, workers=2)
+    redis_server.stop()  # type: ignore[attr-defined]
+    try:
+        verdicts = [await limiter.acquire("storefront", "default") for _ in range(8)]
+    finally:
+        redis_server.start()  # type: ignore[attr-defined]
+        await link.aclose()
+    assert [v.allowed for v in verdicts] == [True] * 5 + [False] * 3
+    assert verdicts[0].store_down
+
+
+async def test_fail_closed_refuses_while_redis_is_down(redis_server: object, redis_url: str) -> None:
+    link = RedisLink(RedisSettings(url=redis_url, retry_seconds=30))
+    limiter = QuotaLimiter(_settings(10, when_redis_down="closed"), link, workers=2)
+    redis_server.stop()  # type: ignore[attr-defined]
+    try:
+        verdict = await limiter.acquire("storefront", "default")
+    finally:
+        redis_server.start()  # type: ignore[attr-defined]
+        await link.aclose()
+    assert not verdict.allowed
+    assert verdict.store_down
+
+
+async def test_without_redis_configured_the_whole_quota_is_local() -> None:
+    limiter = QuotaLimiter(_settings(3), RedisLink(RedisSettings()), workers=4)
+    assert [(await limiter.acquire("c", "default")).allowed for _ in range(4)] == [True, True, True, False]
