@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install
+.PHONY: run test lint install tryton
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,14 +18,20 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Auth dev mode: trusts a local key so the quickstart needs no identity provider (README: Authentication).
 run: $(STAMP)
-	$(BIN)/erp-gateway serve
+	ERPGW_AUTH__DEV_MODE=true $(BIN)/erp-gateway serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# Tryton for the conformance suite: its own venv and a seeded database, cached in
+# ~/.cache/erp-gateway/tryton (about 70 s the first time, instant afterwards).
+tryton: $(STAMP)
+	$(BIN)/python -m tests.harness.tryton prepare
+
+test: lint tryton
 	$(BIN)/erp-gateway openapi --check
 	$(BIN)/python -m pytest

@@ -7,16 +7,22 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
 from litestar.openapi.spec import Tag
 
 from erp_backends.port import CallContext, ErpBackend
-from gateway.bootstrap import build_backend
+from gateway.audit import audit_writes
+from gateway.auth import Authentication, AuthSettings, require_scopes, security_components
+from gateway.auth.settings import split_words
+from gateway.bootstrap import Runtime
+from gateway.cache_status import add_cache_status
 from gateway.correlation import correlation_id, echo_request_id, traceparent
+from gateway.hardening import HeaderLimitMiddleware, cors_config, security_headers
 from gateway.problems import exception_handlers
-from gateway.routes import V1_CONTROLLERS, HealthController
+from gateway.quota_middleware import QuotaMiddleware
+from gateway.routes import V1_CONTROLLERS, AdminController, HealthController
 from gateway.settings import Settings, load_settings
 
 __all__ = ["API_VERSION", "create_app", "openapi_config"]
@@ -25,7 +31,7 @@ __all__ = ["API_VERSION", "create_app", "openapi_config"]
 API_VERSION = "1.0.0"
 
 
-def openapi_config() -> OpenAPIConfig:
+def openapi_config(token_url: str = AuthSettings().token_url) -> OpenAPIConfig:
     return OpenAPIConfig(
         title="erp-gateway",
         version=API_VERSION,
@@ -45,12 +51,21 @@ def openapi_config() -> OpenAPIConfig:
         path="/docs",
         render_plugins=[ScalarRenderPlugin(path="/"), JsonRenderPlugin(path="/openapi.json")],
         create_examples=False,
+        components=security_components(token_url),
     )
 
 
-def _erp(request: Request[Any, Any, Any]) -> ErpBackend:
-    backend: ErpBackend = request.app.state.erp
-    return backend
+def _runtime(request: Request[Any, Any, Any]) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _erp(request: Request[Any, Any, Any], ctx: NamedDependency[CallContext]) -> ErpBackend:
+    # ``ctx`` is taken (and unused) so Litestar resolves the two dependencies one after the
+    # other: two independent ones would be resolved in an anyio task group, which costs more
+    # per request than everything else the cached hot path does.
+    runtime: Runtime = request.app.state.runtime
+    return runtime.backend
 
 
 def _call_context(request: Request[Any, Any, Any]) -> CallContext:
@@ -58,27 +73,35 @@ def _call_context(request: Request[Any, Any, Any]) -> CallContext:
 
 
 def create_app(settings: Settings | None = None, backend: ErpBackend | None = None) -> Litestar:
-    """Build the app. ``backend`` overrides the one the settings name (tests use this)."""
+    """Build the app. ``backend`` replaces the adapter the settings name (tests use this);
+    the policies still wrap it."""
     settings = settings or load_settings()
+    auth = Authentication(settings.auth)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.erp = backend or build_backend(settings)
+        # Built here, in the worker, after gunicorn forked: clients are never shared across processes.
+        app.state.runtime = Runtime(settings, adapter=backend)
         try:
             yield
         finally:
-            await app.state.erp.aclose()
+            await app.state.runtime.aclose()
 
     return Litestar(
-        route_handlers=[*V1_CONTROLLERS, HealthController],
+        route_handlers=[*V1_CONTROLLERS, AdminController, HealthController],
         dependencies={
             "erp": Provide(_erp, sync_to_thread=False),
+            "runtime": Provide(_runtime, sync_to_thread=False),
             "ctx": Provide(_call_context, sync_to_thread=False),
         },
         exception_handlers=exception_handlers,
-        before_send=[echo_request_id],
-        lifespan=[lifespan],
-        openapi_config=openapi_config() if settings.http.docs_enabled else None,
+        before_send=[echo_request_id, add_cache_status, security_headers, audit_writes],
+        # Outermost first: header limit, then authentication (sets the identity quotas count by).
+        middleware=[HeaderLimitMiddleware(settings.http.max_header_bytes), auth.middleware, QuotaMiddleware],
+        guards=[require_scopes],
+        cors_config=cors_config(split_words(settings.http.cors_allow_origins)),
+        lifespan=[auth.lifespan, lifespan],
+        openapi_config=openapi_config(settings.auth.token_url) if settings.http.docs_enabled else None,
         request_max_body_size=settings.http.max_body_bytes,
         logging_config=None,
         debug=False,

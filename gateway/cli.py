@@ -77,6 +77,44 @@ def _settings(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _check_backend(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.bootstrap import build_adapter
+    from gateway.check_backend import Subjects, check_backend
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per ERP call would drown the table
+    given = {k: v for k in ("sku", "customer", "order", "currency") if (v := getattr(args, k))}
+    subjects = Subjects(**given) if given or not args.dataset else None
+    table, ok = check_backend(build_adapter(settings), subjects, with_dataset=args.dataset)
+    print(table)
+    return 0 if ok else 1
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.auth import SCOPES
+    from gateway.auth.devkeys import load_or_create_dev_key, mint_token
+    from gateway.auth.settings import DEV_ISSUER
+
+    scopes = list(SCOPES) if args.all_scopes else list(dict.fromkeys(args.scope or []))
+    if not scopes:
+        print("name at least one --scope (or --all-scopes)", file=sys.stderr)
+        return 2
+    key = load_or_create_dev_key(Path(settings.auth.dev_key_path))
+    print(
+        mint_token(
+            key,
+            issuer=settings.auth.issuer or DEV_ISSUER,
+            audience=settings.auth.audience,
+            client_id=args.client,
+            scopes=scopes,
+            ttl=args.ttl,
+            client_class=args.client_class,
+        )
+    )
+    if not settings.auth.dev_mode:
+        print("note: the gateway trusts this token only when it runs with ERPGW_AUTH__DEV_MODE=true", file=sys.stderr)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="erp-gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +133,34 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     show = commands.add_parser("settings", help="list every setting with its environment variable and default")
     show.set_defaults(run=_settings)
+
+    check = commands.add_parser(
+        "check-backend", help="run read-only conformance checks against the configured ERP and print a table"
+    )
+    check.add_argument("--dataset", action="store_true", help="the ERP was seeded from the dataset: check its numbers")
+    check.add_argument("--sku", help="a SKU that exists in the ERP (unlocks stock, price and validation checks)")
+    check.add_argument("--customer", help="a customer reference that exists in the ERP")
+    check.add_argument("--order", help="an order number that exists in the ERP")
+    check.add_argument("--currency", help="the currency the ERP prices in (default EUR)")
+    check.set_defaults(run=_check_backend)
+
+    from gateway.auth.scopes import SCOPES
+
+    token = commands.add_parser(
+        "token", help="dev mode: print an access token signed with the local dev key (never for production)"
+    )
+    token.add_argument("--client", required=True, help="client id the token names (quotas, audit)")
+    token.add_argument(
+        "--scope",
+        action="append",
+        choices=sorted(SCOPES),
+        metavar="SCOPE",
+        help=f"a scope to grant, repeatable: {', '.join(SCOPES)}",
+    )
+    token.add_argument("--all-scopes", action="store_true", help="grant every scope")
+    token.add_argument("--ttl", type=int, default=3600, choices=range(1, 86401), metavar="SECONDS", help="lifetime")
+    token.add_argument("--client-class", help="quota class claim (default: none, the gateway's mapping decides)")
+    token.set_defaults(run=_token)
 
     args = parser.parse_args(argv)
     try:

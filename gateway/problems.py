@@ -8,6 +8,7 @@ docs/problems.md; a slug is never renamed once published.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from typing import Any
 
@@ -40,6 +41,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "nothing-delivered": (409, "Nothing delivered yet"),
     "payload-too-large": (413, "Request body too large"),
     "unsupported-media-type": (415, "Unsupported media type"),
+    "headers-too-large": (431, "Request headers too large"),
     "unknown-customer": (422, "Unknown customer"),
     "unknown-warehouse": (422, "Unknown warehouse"),
     "unknown-sku": (422, "Unknown SKU in the request"),
@@ -53,6 +55,9 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "too-many-requests": (429, "Too many requests"),
     "internal-error": (500, "Internal error"),
     "erp-unavailable": (503, "The ERP is unavailable"),
+    "erp-circuit-open": (503, "The ERP is failing; calls to it are paused"),
+    "erp-busy": (503, "Too many ERP calls at once; the request was shed"),
+    "quota-unavailable": (503, "Quotas cannot be checked right now"),
     "erp-timeout": (504, "The ERP did not answer in time"),
 }
 
@@ -65,10 +70,12 @@ _HTTP_SLUGS = {
     406: "not-acceptable",
     413: "payload-too-large",
     415: "unsupported-media-type",
+    431: "headers-too-large",
     429: "too-many-requests",
+    503: "quota-unavailable",
 }
 
-_RETRY_AFTER_SECONDS = "5"
+_RETRY_AFTER_SECONDS = 5
 
 
 def problem_response(
@@ -165,10 +172,12 @@ def _on_erp(request: Request[Any, Any, Any], exc: ErpError) -> Response[bytes]:
         return problem_response(request, slug, exc.detail, status=status, errors=errors, **extra)
     if isinstance(exc, ErpTimeout):
         log.warning("ERP timeout", extra={"correlation_id": cid, "error": exc.detail})
-        return problem_response(request, "erp-timeout", exc.detail, headers={"Retry-After": _RETRY_AFTER_SECONDS})
+        return problem_response(request, "erp-timeout", exc.detail, headers={"Retry-After": str(_RETRY_AFTER_SECONDS)})
     if isinstance(exc, ErpUnavailable):
         log.warning("ERP unavailable", extra={"correlation_id": cid, "error": exc.detail})
-        return problem_response(request, "erp-unavailable", exc.detail, headers={"Retry-After": _RETRY_AFTER_SECONDS})
+        retry_after = max(1, math.ceil(exc.retry_after)) if exc.retry_after is not None else _RETRY_AFTER_SECONDS
+        slug = exc.code if exc.code in PROBLEMS else "erp-unavailable"
+        return problem_response(request, slug, exc.detail, headers={"Retry-After": str(retry_after)})
     log.error("ERP error", extra={"correlation_id": cid, "error": exc.detail})
     return problem_response(request, "erp-unavailable", "the ERP failed", status=502)
 

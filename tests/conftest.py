@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
+from joserfc.jwk import RSAKey
 from litestar.testing import TestClient
 
 from erp_backends.dataset import Dataset, load_dataset
+from erp_backends.port import ErpBackend
 from erp_backends.sample import SampleBackend, SampleSettings
 from gateway.app import create_app
+from gateway.auth import SCOPES
+from gateway.auth.devkeys import load_or_create_dev_key, mint_token
+from gateway.auth.settings import DEV_ISSUER
 from gateway.problems import PROBLEM_BASE
 from gateway.settings import Settings
+from tests.harness.redis_server import RedisServer
+from tests.harness.tryton import TrytonServer
+from tests.harness.tryton_fixtures import clean_tryton
 
 
 @pytest.fixture(scope="session")
@@ -34,10 +44,71 @@ async def sample(sample_path: Path) -> AsyncIterator[SampleBackend]:
     await backend.aclose()
 
 
+#: Every scope the API knows: the default of test tokens, so API tests exercise behaviour, not auth.
+ALL_SCOPES = tuple(SCOPES)
+
+#: ``mint(*scopes, client_id=..., ttl=..., **claims)``: a dev-mode token (all scopes when none are named).
+Mint = Callable[..., str]
+#: ``app_client(settings, backend=None, token=...)``: an authorized TestClient around ``create_app``.
+AppClient = Callable[..., Any]
+
+
+@pytest.fixture(scope="session")
+def dev_key_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One dev-mode signing key for the whole session (RSA generation is slow)."""
+    path = tmp_path_factory.mktemp("auth") / "dev-signing-key.json"
+    load_or_create_dev_key(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def dev_key(dev_key_path: Path) -> RSAKey:
+    return load_or_create_dev_key(dev_key_path)
+
+
+@pytest.fixture(scope="session")
+def mint(dev_key: RSAKey) -> Mint:
+    def _mint(*scopes: str, client_id: str = "test-client", ttl: int = 300, **claims: Any) -> str:
+        return mint_token(
+            dev_key,
+            issuer=DEV_ISSUER,
+            audience="erp-gateway",
+            client_id=client_id,
+            scopes=scopes or ALL_SCOPES,
+            ttl=ttl,
+            extra_claims=claims,
+        )
+
+    return _mint
+
+
+def with_dev_auth(settings: Settings, key_path: Path) -> Settings:
+    """``settings`` with dev-mode authentication trusting the test key."""
+    auth = msgspec.structs.replace(settings.auth, dev_mode=True, dev_key_path=str(key_path))
+    return msgspec.structs.replace(settings, auth=auth)
+
+
 @pytest.fixture
-def client(sample_path: Path) -> Iterator[TestClient[Any]]:
-    settings = Settings(sample=SampleSettings(path=str(sample_path)))
-    with TestClient(create_app(settings)) as test_client:
+def settings(sample_path: Path, dev_key_path: Path) -> Settings:
+    return with_dev_auth(Settings(sample=SampleSettings(path=str(sample_path))), dev_key_path)
+
+
+@pytest.fixture
+def app_client(dev_key_path: Path, mint: Mint) -> AppClient:
+    @contextmanager
+    def _client(
+        settings: Settings, backend: ErpBackend | None = None, token: str | None = None
+    ) -> Iterator[TestClient[Any]]:
+        with TestClient(create_app(with_dev_auth(settings, dev_key_path), backend=backend)) as test_client:
+            test_client.headers["Authorization"] = f"Bearer {token or mint()}"
+            yield test_client
+
+    return _client
+
+
+@pytest.fixture
+def client(settings: Settings, app_client: AppClient) -> Iterator[TestClient[Any]]:
+    with app_client(settings) as test_client:
         yield test_client
 
 
@@ -52,3 +123,38 @@ def assert_problem(response: httpx.Response, status: int, slug: str) -> dict[str
     assert body["detail"]
     assert body["correlationId"] == response.headers["x-request-id"]
     return body
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """A Redis server this test session owns (it may be stopped and started by tests)."""
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied before each test."""
+    import redis as sync_redis
+
+    if redis_server._proc is None:  # a previous test left it stopped
+        redis_server.start()
+    client = sync_redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def tryton_server() -> Iterator[TrytonServer]:
+    """A real, seeded Tryton 8.2 server for the session (installed and seeded on first use, then cached)."""
+    with TrytonServer() as server:
+        yield server
+
+
+@pytest.fixture
+def tryton(tryton_server: TrytonServer) -> TrytonServer:
+    """The session's Tryton server holding exactly the dataset (reset only after a test wrote)."""
+    return clean_tryton(tryton_server)

@@ -14,7 +14,9 @@ from gateway.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE, PROBLEMS
 __all__ = ["body", "example", "responses"]
 
 #: Every ERP-backed operation can meet these.
-ERP_FAILURES = ("erp-unavailable", "erp-timeout")
+ERP_FAILURES = ("erp-unavailable", "erp-circuit-open", "erp-busy", "erp-timeout", "too-many-requests")
+#: Every /v1 operation needs a bearer token with its scope.
+AUTH_FAILURES = ("unauthorized", "forbidden")
 
 
 def example(summary: str, value: Any) -> Example:
@@ -33,7 +35,7 @@ def responses(
     out = {
         status: ResponseSpec(data_container=data, description=description, examples=examples, generate_examples=False)
     }
-    out.update(_problems(*slugs, *ERP_FAILURES))
+    out.update(_problems(*slugs, *AUTH_FAILURES, *ERP_FAILURES))
     return out
 
 

@@ -9,6 +9,7 @@ from litestar.params import Parameter
 
 from contracts.v1 import AvailabilityBatch, AvailabilityBatchRequest, SkuAvailability
 from erp_backends.errors import NotFound
+from gateway.auth.scopes import requires
 from gateway.routes._deps import Ctx, Erp
 from gateway.routes._openapi import body, example, responses
 
@@ -41,6 +42,7 @@ class AvailabilityController(Controller):
     @get(
         "/{sku:str}",
         operation_id="getAvailability",
+        **requires("availability:read"),
         summary="Stock of one SKU",
         description="On hand, committed and available to promise, per warehouse. Unknown SKU: 404.",
         responses=responses(
@@ -62,6 +64,7 @@ class AvailabilityController(Controller):
         "/batch",
         status_code=200,
         operation_id="getAvailabilityBatch",
+        **requires("availability:read"),
         summary="Stock of up to 200 SKUs",
         description="One item per known SKU in the order asked; unknown SKUs are listed in `unknownSkus`.",
         responses=responses(

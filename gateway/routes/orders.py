@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.params import Parameter, QueryParameter
 
 from contracts.v1 import Order, OrderList, OrderValidation, OrderValidationRequest
+from gateway.auth.minimization import minimize_order, minimize_orders
+from gateway.auth.scopes import requires
 from gateway.routes._deps import Ctx, Erp
 from gateway.routes._openapi import body, example, responses
 
@@ -67,6 +69,8 @@ ExternalRefQuery = Annotated[
     ),
 ]
 
+AnyRequest = Request[Any, Any, Any]
+
 
 class OrdersController(Controller):
     path = "/v1/orders"
@@ -76,6 +80,7 @@ class OrdersController(Controller):
         "/validate",
         status_code=200,
         operation_id="validateOrder",
+        **requires("orders:validate"),
         summary="Validate a cart before checkout",
         description=(
             "Checks every line for unknown SKU, not salable, insufficient stock and changed price. "
@@ -133,21 +138,27 @@ class OrdersController(Controller):
     @get(
         "/{order_number:str}",
         operation_id="getOrder",
+        **requires("orders:read"),
         summary="Look up an order by its ERP number",
         description=(
-            "Status, lines with ordered/shipped/invoiced/returned quantities, shipments, invoice and payment state."
+            "Status, lines with ordered/shipped/invoiced/returned quantities, shipments, invoice and payment state. "
+            "The customer's email, phone and address are null unless the token also holds `orders:read:pii`."
         ),
         responses=responses(200, Order, "The order", [example("Partly shipped order", _ORDER)], "order-not-found"),
     )
-    async def get_order(self, order_number: OrderNumberPath, erp: Erp, ctx: Ctx) -> Order:
-        return await erp.get_order(order_number, ctx)
+    async def get_order(self, order_number: OrderNumberPath, erp: Erp, ctx: Ctx, request: AnyRequest) -> Order:
+        return minimize_order(await erp.get_order(order_number, ctx), request.scope)
 
     @get(
         "/",
         operation_id="findOrdersByExternalRef",
+        **requires("orders:read"),
         summary="Find orders by the storefront's reference",
-        description="Usually one order; an empty list when the ERP has none with that reference.",
+        description=(
+            "Usually one order; an empty list when the ERP has none with that reference. The customer's email, "
+            "phone and address are null unless the token also holds `orders:read:pii`."
+        ),
         responses=responses(200, OrderList, "Matching orders", [example("One match", {"items": [_ORDER]})]),
     )
-    async def find_orders(self, external_ref: ExternalRefQuery, erp: Erp, ctx: Ctx) -> OrderList:
-        return await erp.find_orders(external_ref, ctx)
+    async def find_orders(self, external_ref: ExternalRefQuery, erp: Erp, ctx: Ctx, request: AnyRequest) -> OrderList:
+        return minimize_orders(await erp.find_orders(external_ref, ctx), request.scope)

@@ -7,6 +7,7 @@ from typing import Annotated
 from litestar import Controller, post
 
 from contracts.v1 import PriceCheck, PriceCheckRequest
+from gateway.auth.scopes import requires
 from gateway.routes._deps import Ctx, Erp
 from gateway.routes._openapi import body, example, responses
 
@@ -40,6 +41,7 @@ class PricesController(Controller):
         "/check",
         status_code=200,
         operation_id="checkPrices",
+        **requires("prices:read"),
         summary="Customer-specific unit prices for a cart",
         description=(
             "Without `customer` the anonymous list price applies. Unit prices are rounded half-up to the "

@@ -9,6 +9,7 @@ from litestar.params import HeaderParameter, Parameter
 
 from contracts.v1 import ReturnAuthorization, ReturnRequest
 from erp_backends.port import IdempotencyToken
+from gateway.auth.scopes import requires
 from gateway.routes._deps import Ctx, Erp
 from gateway.routes._openapi import body, example, responses
 
@@ -57,6 +58,7 @@ class ReturnsController(Controller):
     @post(
         "/",
         operation_id="createReturn",
+        **requires("returns:write"),
         summary="Authorize a return (idempotent)",
         description=(
             "Creates a return authorization for delivered lines of an order. At most delivered minus already "
@@ -100,6 +102,7 @@ class ReturnsController(Controller):
     @get(
         "/{rma_number:str}",
         operation_id="getReturn",
+        **requires("returns:read"),
         summary="Read a return authorization",
         responses=responses(
             200,

@@ -10,9 +10,8 @@ from litestar.testing import TestClient
 from erp_backends.errors import ErpTimeout, ErpUnavailable
 from erp_backends.port import CallContext
 from erp_backends.sample import SampleBackend, SampleSettings
-from gateway.app import create_app
 from gateway.settings import Settings
-from tests.conftest import assert_problem
+from tests.conftest import AppClient, assert_problem
 
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
@@ -45,12 +44,12 @@ class _RecordingBackend(SampleBackend):
         return await super().get_order(order_number, ctx)
 
 
-def test_correlation_and_traceparent_reach_the_backend(sample_path: Any) -> None:
+def test_correlation_and_traceparent_reach_the_backend(sample_path: Any, app_client: AppClient) -> None:
     backend = _RecordingBackend(SampleSettings(path=str(sample_path)))
     backend.seen = []
-    with TestClient(create_app(Settings(), backend=backend)) as client:
+    with app_client(Settings(), backend=backend) as client:
         client.get("/v1/orders/SO-1001", headers={"X-Request-ID": "abc-123", "traceparent": TRACEPARENT})
-        client.get("/v1/orders/SO-1001", headers={"traceparent": "00-zz-bad"})
+        client.get("/v1/orders/SO-1002", headers={"traceparent": "00-zz-bad"})
     assert backend.seen[0].correlation_id == "abc-123"
     assert backend.seen[0].traceparent == TRACEPARENT
     assert backend.seen[1].traceparent is None
@@ -68,13 +67,13 @@ class _BrokenBackend(SampleBackend):
         raise self.error
 
 
-def test_erp_outages_map_to_503_and_504_with_retry_after(sample_path: Any) -> None:
+def test_erp_outages_map_to_503_and_504_with_retry_after(sample_path: Any, app_client: AppClient) -> None:
     for error, status, slug in [
         (ErpUnavailable("connection refused"), 503, "erp-unavailable"),
         (ErpTimeout("no answer in 5 s"), 504, "erp-timeout"),
     ]:
         backend = _BrokenBackend(SampleSettings(path=str(sample_path)), error)
-        with TestClient(create_app(Settings(), backend=backend)) as client:
+        with app_client(Settings(), backend=backend) as client:
             response = client.get("/v1/orders/SO-1001")
             assert_problem(response, status, slug)
             assert int(response.headers["retry-after"]) > 0
@@ -83,9 +82,9 @@ def test_erp_outages_map_to_503_and_504_with_retry_after(sample_path: Any) -> No
             assert ready.json()["checks"][0]["ok"] is False
 
 
-def test_unexpected_errors_are_a_500_problem_without_internals(sample_path: Any) -> None:
+def test_unexpected_errors_are_a_500_problem_without_internals(sample_path: Any, app_client: AppClient) -> None:
     backend = _BrokenBackend(SampleSettings(path=str(sample_path)), RuntimeError("secret internals"))
-    with TestClient(create_app(Settings(), backend=backend)) as client:
+    with app_client(Settings(), backend=backend) as client:
         response = client.get("/v1/orders/SO-1001")
         body = assert_problem(response, 500, "internal-error")
         assert "secret" not in response.text
@@ -96,13 +95,20 @@ def test_health_and_readiness(client: TestClient[Any]) -> None:
     assert client.get("/healthz").json() == {"status": "ok", "checks": []}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == [{"name": "backend:sample", "ok": True, "detail": None}]
+    body = ready.json()
+    assert body["status"] == "ok"
+    checks = {c["name"]: c for c in body["checks"]}
+    assert checks["backend:sample"]["ok"] is True
+    assert checks["breaker:sample:reads"]["detail"] == "closed"
+    assert "redis" not in checks  # the quickstart runs without Redis
 
 
-def test_docs_are_served_and_can_be_switched_off(client: TestClient[Any], sample_path: Any) -> None:
+def test_docs_are_served_and_can_be_switched_off(
+    client: TestClient[Any], sample_path: Any, app_client: AppClient
+) -> None:
     assert "<html" in client.get("/docs").text.lower()
     spec = msgspec.json.decode(client.get("/docs/openapi.json").content)
     assert spec["info"]["title"] == "erp-gateway"
     settings = msgspec.convert({"http": {"docs_enabled": False}, "sample": {"path": str(sample_path)}}, Settings)
-    with TestClient(create_app(settings)) as closed:
+    with app_client(settings) as closed:
         assert closed.get("/docs").status_code == 404

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,14 +18,37 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    with GatewayProcess(tmp_path_factory.mktemp("e2e"), workers=2) as process:
+def auth_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Auth dev mode, as ``make run`` starts it, with the key in the test's directory."""
+    key = tmp_path_factory.mktemp("e2e-auth") / "dev-signing-key.json"
+    return {"ERPGW_AUTH__DEV_MODE": "true", "ERPGW_AUTH__DEV_KEY_PATH": str(key)}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, auth_env: dict[str, str]) -> Iterator[GatewayProcess]:
+    with GatewayProcess(tmp_path_factory.mktemp("e2e"), env=auth_env, workers=2) as process:
         yield process
 
 
+@pytest.fixture(scope="module")
+def token(gateway: GatewayProcess, auth_env: dict[str, str]) -> str:
+    """Minted the README's way: ``erp-gateway token`` (the gateway trusts its key in dev mode)."""
+    exe = Path(sys.executable).with_name("erp-gateway")
+    done = subprocess.run(
+        [str(exe), "token", "--client", "e2e", "--all-scopes"],
+        env={**os.environ, **auth_env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return done.stdout.strip()
+
+
 @pytest.fixture
-def http(gateway: GatewayProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=gateway.url, timeout=10.0) as client:
+def http(gateway: GatewayProcess, token: str) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=gateway.url, timeout=10.0, headers=headers) as client:
         yield client
 
 
@@ -52,13 +78,13 @@ def test_every_endpoint_over_http(http: httpx.Client) -> None:
     assert "<html" in http.get("/docs").text.lower()
 
 
-def test_returns_are_idempotent_across_workers(http: httpx.Client, gateway: GatewayProcess) -> None:
+def test_returns_are_idempotent_across_workers(http: httpx.Client, gateway: GatewayProcess, token: str) -> None:
     key = str(uuid.uuid4())
     body = {"orderNumber": "SO-1002", "lines": [{"lineRef": "2", "quantity": 2, "reason": "damaged"}]}
     # Fresh connections spread the retries over both workers.
     answers = []
     for _ in range(6):
-        with httpx.Client(base_url=gateway.url, timeout=10.0) as fresh:
+        with httpx.Client(base_url=gateway.url, timeout=10.0, headers={"Authorization": f"Bearer {token}"}) as fresh:
             answers.append(fresh.post("/v1/returns", json=body, headers={"Idempotency-Key": key}))
     assert {a.status_code for a in answers} == {201}
     assert len({a.json()["rmaNumber"] for a in answers}) == 1
@@ -78,3 +104,13 @@ def test_errors_are_problems_with_the_callers_request_id(http: httpx.Client) -> 
 
 def test_the_sample_database_lives_where_configured(gateway: GatewayProcess) -> None:
     assert Path(gateway.log_path.parent / "sample.sqlite").exists()
+
+
+def test_every_worker_trusts_the_dev_key_and_refuses_anything_else(gateway: GatewayProcess, token: str) -> None:
+    for _ in range(6):  # fresh connections reach both workers
+        with httpx.Client(base_url=gateway.url, timeout=10.0) as fresh:
+            assert fresh.get("/v1/availability/MUG-SND", headers={"Authorization": f"Bearer {token}"}).is_success
+            refused = fresh.get("/v1/availability/MUG-SND")
+            assert refused.status_code == 401
+            assert refused.headers["www-authenticate"].startswith("Bearer")
+    assert "AUTH DEV MODE IS ON" in gateway.log_tail(200)

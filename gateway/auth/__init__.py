@@ -1,0 +1,103 @@
+"""Who may call what: bearer-token authentication, scope guard, dev-mode keys, outbound OAuth2.
+
+``Authentication`` bundles what the app factory registers: the middleware that verifies tokens
+and the lifespan that loads signing keys (the dev key, or the identity provider's JWKS).
+``require_scopes`` is the guard; routes declare their scope with ``requires``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from gateway.auth.devkeys import dev_jwks, load_or_create_dev_key
+from gateway.auth.guards import require_scopes
+from gateway.auth.jwks import KeySource, RemoteJwks, StaticKeys
+from gateway.auth.middleware import BearerAuthMiddleware
+from gateway.auth.openapi import security_components
+from gateway.auth.scopes import PII_SCOPE, SCOPES, WRITE_SCOPES, requires
+from gateway.auth.settings import AuthSettings
+from gateway.auth.tokens import TokenVerifier
+
+__all__ = [
+    "PII_SCOPE",
+    "SCOPES",
+    "WRITE_SCOPES",
+    "AuthSettings",
+    "Authentication",
+    "require_scopes",
+    "requires",
+    "security_components",
+]
+
+log = logging.getLogger("erp_gateway.auth")
+
+_DEV_MODE_BANNER = (
+    "AUTH DEV MODE IS ON: the gateway trusts tokens signed with the local key %s, which anyone who can read "
+    "that file can mint with any scope. Never run this in production: set ERPGW_AUTH__JWKS_URL and "
+    "ERPGW_AUTH__ISSUER and leave ERPGW_AUTH__DEV_MODE off."
+)
+
+
+class Authentication:
+    """The token verifier, its middleware, and the lifespan that gives it signing keys."""
+
+    def __init__(self, settings: AuthSettings, keys: KeySource | None = None) -> None:
+        self.settings = settings
+        self.verifier = TokenVerifier(settings)
+        self.middleware = BearerAuthMiddleware(self.verifier, settings.max_token_bytes)
+        self._keys = keys
+
+    @asynccontextmanager
+    async def lifespan(self, app: Any) -> AsyncIterator[None]:
+        source = self._keys or self._key_source()
+        await source.start()
+        self.verifier.keys = source
+        try:
+            yield
+        finally:
+            self.verifier.keys = None
+            self.verifier.forget_all()
+            await source.aclose()
+
+    def _key_source(self) -> KeySource:
+        settings = self.settings
+        if settings.dev_mode:
+            path = Path(settings.dev_key_path)
+            key = load_or_create_dev_key(path)
+            log.warning(_DEV_MODE_BANNER, path)
+            return StaticKeys(dev_jwks(key))
+        if not settings.jwks_url:
+            raise ValueError("invalid setting: auth.jwks_url is required unless auth.dev_mode is on")
+        if not settings.issuer:
+            raise ValueError("invalid setting: auth.issuer is required unless auth.dev_mode is on")
+        _require_https(settings.jwks_url)
+        client = httpx.AsyncClient(timeout=settings.jwks_timeout_seconds, follow_redirects=False)
+        return RemoteJwks(
+            settings.jwks_url,
+            client,
+            refresh_seconds=settings.jwks_refresh_seconds,
+            min_refetch_seconds=settings.jwks_min_refetch_seconds,
+            on_change=self.verifier.forget_all,
+        )
+
+
+def _require_https(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname:
+        host = parts.hostname
+        try:
+            if host == "localhost" or ipaddress.ip_address(host).is_loopback:
+                return
+        except ValueError:
+            pass
+    raise ValueError(f"invalid setting: auth.jwks_url must be an https URL (http only on loopback), not {url!r}")

@@ -1,0 +1,40 @@
+"""The OAuth2 scopes of the v1 API: one per operation, declared on each route with ``requires``.
+
+A route handler names its scope in ``opt["scopes"]`` (read by the ``require_scopes`` guard) and
+in its OpenAPI ``security`` requirement; ``requires`` writes both so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["PII_SCOPE", "SCOPES", "SECURITY_SCHEME", "WRITE_SCOPES", "requires"]
+
+#: Name of the OAuth2 security scheme in the OpenAPI components.
+SECURITY_SCHEME = "oauth2"
+
+#: scope -> what it grants (published in the OpenAPI security scheme).
+SCOPES: dict[str, str] = {
+    "availability:read": "Read stock per SKU and warehouse",
+    "prices:read": "Check customer-specific prices",
+    "orders:validate": "Validate a cart before checkout",
+    "orders:read": "Look up orders (customer email, phone and address withheld)",
+    "orders:read:pii": "With orders:read, see the customer's email, phone and address",
+    "returns:write": "Create return authorizations",
+    "returns:read": "Read return authorizations",
+    "admin": "Administrative operations such as cache invalidation",
+}
+
+#: Scopes that let a caller change state: operations requiring one are audited.
+WRITE_SCOPES = frozenset({"returns:write", "admin"})
+
+#: Grants the customer's contact data in order lookups; without it they are null.
+PII_SCOPE = "orders:read:pii"
+
+
+def requires(*scopes: str) -> dict[str, Any]:
+    """Route decorator arguments requiring every one of ``scopes``: ``@get(..., **requires("orders:read"))``."""
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown or not scopes:
+        raise ValueError(f"unknown or missing scope: {unknown}")
+    return {"opt": {"scopes": list(scopes)}, "security": [{SECURITY_SCHEME: list(scopes)}]}
