@@ -15,7 +15,17 @@ from typing import Any, Literal
 
 import msgspec
 
+from erp_backends.faults import FaultSettings
 from erp_backends.sample import SampleSettings
+from erp_backends.tryton import TrytonSettings
+from gateway.auth.settings import AuthSettings
+from policies.caching import CacheSettings
+from policies.circuit_breaking import BreakerSettings
+from policies.erp_protection import ErpLimitSettings
+from policies.quotas import QuotaSettings
+from policies.redis_link import RedisSettings
+from policies.retrying import RetrySettings
+from policies.timeouts import TimeoutSettings
 
 __all__ = ["HttpSettings", "Settings", "load_settings"]
 
@@ -29,6 +39,10 @@ class HttpSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     max_body_bytes: int = 256 * 1024
     #: Serve the API reference at /docs and the spec at /docs/openapi.json.
     docs_enabled: bool = True
+    #: Largest accepted request header section in bytes (larger: 431 problem).
+    max_header_bytes: int = 16 * 1024
+    #: Browser origins allowed by CORS, space- or comma-separated; empty: CORS off.
+    cors_allow_origins: str = ""
 
 
 class ServerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -54,21 +68,33 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     sample: SampleSettings = msgspec.field(default_factory=SampleSettings)
+    tryton: TrytonSettings = msgspec.field(default_factory=TrytonSettings)
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
+    cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
+    quotas: QuotaSettings = msgspec.field(default_factory=QuotaSettings)
+    erp_limits: ErpLimitSettings = msgspec.field(default_factory=ErpLimitSettings)
+    breaker: BreakerSettings = msgspec.field(default_factory=BreakerSettings)
+    retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
+    timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
+    faults: FaultSettings = msgspec.field(default_factory=FaultSettings)
 
     @classmethod
     def describe(cls) -> Iterator[tuple[str, str, Any]]:
         """(environment variable, type, default) for every setting, for docs and ``--help``."""
-        yield from _describe(cls, ENV_PREFIX)
+        yield from _describe(cls(), ENV_PREFIX)
 
 
-def _describe(struct: type[msgspec.Struct], prefix: str) -> Iterator[tuple[str, str, Any]]:
-    instance = struct()
-    for field in msgspec.structs.fields(struct):
-        value = getattr(instance, field.name)
-        if isinstance(value, msgspec.Struct):
-            yield from _describe(type(value), f"{prefix}{field.name.upper()}__")
-        else:
-            yield f"{prefix}{field.name.upper()}", getattr(field.type, "__name__", str(field.type)), value
+def _describe(value: Any, prefix: str) -> Iterator[tuple[str, str, Any]]:
+    """Walk a settings value: nested Structs and dicts become ``__``-separated names."""
+    if isinstance(value, msgspec.Struct):
+        for field in msgspec.structs.fields(value):
+            yield from _describe(getattr(value, field.name), f"{prefix}{field.name.upper()}__")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _describe(item, f"{prefix}{str(key).upper()}__")
+    else:
+        yield prefix.rstrip("_"), type(value).__name__, value
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
@@ -103,7 +129,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     raw: dict[str, Any] = {}
     if config := environ.get(f"{ENV_PREFIX}CONFIG"):
         raw = tomllib.loads(Path(config).read_text(encoding="utf-8"))
-    raw = _merge(raw, _from_env(environ))
+    # Overrides merge into the defaults, so one nested field can be set without the rest.
+    raw = _merge(_merge(msgspec.to_builtins(Settings()), raw), _from_env(environ))
     try:
         # strict=False lets "8080" from the environment become an int, "true" a bool.
         return msgspec.convert(raw, Settings, strict=False)
