@@ -14,7 +14,7 @@ from litestar.openapi.spec import Tag
 
 from erp_backends.port import CallContext, ErpBackend
 from gateway.audit import audit_writes
-from gateway.auth import Authentication, AuthSettings, require_scopes, security_components
+from gateway.auth import Authentication, AuthSettings, security_components
 from gateway.auth.settings import split_words
 from gateway.bootstrap import Runtime
 from gateway.cache_status import add_cache_status
@@ -98,7 +98,6 @@ def create_app(settings: Settings | None = None, backend: ErpBackend | None = No
         before_send=[echo_request_id, add_cache_status, security_headers, audit_writes],
         # Outermost first: header limit, then authentication (sets the identity quotas count by).
         middleware=[HeaderLimitMiddleware(settings.http.max_header_bytes), auth.middleware, QuotaMiddleware],
-        guards=[require_scopes],
         cors_config=cors_config(split_words(settings.http.cors_allow_origins)),
         lifespan=[auth.lifespan, lifespan],
         openapi_config=openapi_config(settings.auth.token_url) if settings.http.docs_enabled else None,

@@ -2,7 +2,7 @@
 
 ``Authentication`` bundles what the app factory registers: the middleware that verifies tokens
 and the lifespan that loads signing keys (the dev key, or the identity provider's JWKS).
-``require_scopes`` is the guard; routes declare their scope with ``requires``.
+``require_scopes`` checks them (called by the middleware); routes declare their scope with ``requires``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Bearer-token authentication of every route except the exempt ones (health, docs, metrics).
 
-Runs after routing, before guards and handlers: finds exactly one ``Authorization: Bearer``
+Runs after routing, before handlers: finds exactly one ``Authorization: Bearer``
 header (RFC 6750), refuses tokens in the query string, bounds the token's size, verifies it and
 stores the caller with ``set_client_identity``. Failures raise ``NotAuthorizedException``; the
 app's exception handlers turn it into a 401 problem with a ``WWW-Authenticate`` challenge.
@@ -17,6 +17,8 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from gateway.auth.challenges import REALM, challenge
+from gateway.auth.guards import require_scopes
 from gateway.auth.tokens import TokenError, TokenVerifier
 from gateway.identity import set_client_identity
 
@@ -24,7 +26,6 @@ __all__ = ["EXEMPT_PATHS", "REALM", "BearerAuthMiddleware", "challenge"]
 
 log = logging.getLogger("erp_gateway.auth")
 
-REALM = "erp-gateway"
 #: Request paths that need no token (health, the API reference, metrics). Anything else does;
 #: and a route that declares scopes is refused by the guard even if it were reached unauthenticated.
 EXEMPT_PATHS = re.compile(r"^/(?:healthz|readyz|metrics|docs)(?:/.*)?$")
@@ -32,18 +33,6 @@ EXEMPT_PATHS = re.compile(r"^/(?:healthz|readyz|metrics|docs)(?:/.*)?$")
 # RFC 6750 section 2.1: credentials = "Bearer" 1*SP b64token
 _BEARER = re.compile(rb"^[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9\-._~+/]+=*) *$")
 _SCHEME = re.compile(rb"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-
-
-def challenge(error: str | None = None, description: str | None = None, scope: str | None = None) -> str:
-    """A ``WWW-Authenticate`` value (RFC 6750 section 3)."""
-    parts = [f'Bearer realm="{REALM}"']
-    if error:
-        parts.append(f'error="{error}"')
-    if description:
-        parts.append('error_description="{}"'.format(description.replace("\\", "").replace('"', "'")))
-    if scope:
-        parts.append(f'scope="{scope}"')
-    return ", ".join(parts)
 
 
 def _refuse(detail: str, error: str | None = "invalid_token") -> NotAuthorizedException:
@@ -69,6 +58,7 @@ class BearerAuthMiddleware(ASGIMiddleware):
         except TokenError as exc:
             raise _refuse(exc.detail) from None
         set_client_identity(scope, identity)
+        require_scopes(scope)
         await next_app(scope, receive, send)
 
     def _bearer_token(self, scope: Scope) -> str:

@@ -1,6 +1,6 @@
 """The OAuth2 scopes of the v1 API: one per operation, declared on each route with ``requires``.
 
-A route handler names its scope in ``opt["scopes"]`` (read by the ``require_scopes`` guard) and
+A route handler names its scope in ``opt["scopes"]`` (read by ``require_scopes``) and
 in its OpenAPI ``security`` requirement; ``requires`` writes both so they cannot drift apart.
 """
 
