@@ -13,15 +13,14 @@ from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
 from litestar.openapi.spec import Tag
 
 from erp_backends.port import CallContext, ErpBackend
-from gateway.audit import audit_writes
 from gateway.auth import Authentication, AuthSettings, security_components
 from gateway.auth.settings import split_words
 from gateway.bootstrap import Runtime
-from gateway.cache_status import add_cache_status
-from gateway.correlation import correlation_id, echo_request_id, traceparent
-from gateway.hardening import HeaderLimitMiddleware, cors_config, security_headers
+from gateway.correlation import correlation_id, traceparent
+from gateway.hardening import HeaderLimitMiddleware, cors_config
 from gateway.problems import exception_handlers
 from gateway.quota_middleware import QuotaMiddleware
+from gateway.response_headers import finish_response
 from gateway.routes import V1_CONTROLLERS, AdminController, HealthController
 from gateway.settings import Settings, load_settings
 
@@ -95,7 +94,7 @@ def create_app(settings: Settings | None = None, backend: ErpBackend | None = No
             "ctx": Provide(_call_context, sync_to_thread=False),
         },
         exception_handlers=exception_handlers,
-        before_send=[echo_request_id, add_cache_status, security_headers, audit_writes],
+        before_send=[finish_response],
         # Outermost first: header limit, then authentication (sets the identity quotas count by).
         middleware=[HeaderLimitMiddleware(settings.http.max_header_bytes), auth.middleware, QuotaMiddleware],
         cors_config=cors_config(split_words(settings.http.cors_allow_origins)),

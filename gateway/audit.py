@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from litestar.types import Message, Scope
+from litestar.types import HTTPResponseStartEvent, Scope
 
 from gateway.auth.scopes import WRITE_SCOPES
 from gateway.correlation import correlation_id
@@ -56,10 +56,8 @@ def _outcome(status: int) -> str:
     return "failed" if status >= 500 else "rejected"
 
 
-async def audit_writes(message: Message, scope: Scope) -> None:
-    """``before_send`` hook: logs the response status of every write operation."""
-    if message["type"] != "http.response.start":
-        return
+def audit_writes(message: HTTPResponseStartEvent, scope: Scope) -> None:
+    """Log the response status of every write operation (called from the ``before_send`` hook)."""
     handler = scope.get("route_handler")
     if handler is None or not _is_write(handler):
         return

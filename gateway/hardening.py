@@ -15,9 +15,9 @@ from litestar.config.cors import CORSConfig
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["HeaderLimitMiddleware", "cors_config", "security_headers"]
+__all__ = ["HeaderLimitMiddleware", "add_security_headers", "cors_config"]
 
 _ALWAYS = (
     (b"x-content-type-options", b"nosniff"),
@@ -28,18 +28,13 @@ _API_ONLY = ((b"content-security-policy", b"default-src 'none'; frame-ancestors 
 _NO_STORE = (b"cache-control", b"no-store")
 
 
-async def security_headers(message: Message, scope: Scope) -> None:
-    """``before_send`` hook adding the security headers to every response."""
-    if message["type"] != "http.response.start":
-        return
-    headers = list(message.get("headers", ()))
+def add_security_headers(headers: list[tuple[bytes, bytes]], path: str) -> None:
+    """Append the security headers every answer gets (see ``gateway.response_headers``)."""
     headers.extend(_ALWAYS)
-    path: str = scope.get("path", "")
     if not path.startswith("/docs"):
         headers.extend(_API_ONLY)
     if path.startswith("/v1/") and not any(name.lower() == b"cache-control" for name, _ in headers):
         headers.append(_NO_STORE)
-    message["headers"] = headers
 
 
 class HeaderLimitMiddleware(ASGIMiddleware):

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.identity import client_identity
 
-__all__ = ["QuotaExceeded", "QuotaMiddleware"]
+__all__ = ["QuotaExceeded", "QuotaMiddleware", "quota_headers"]
 
 
 class QuotaExceeded(HTTPException):
@@ -21,6 +21,16 @@ class QuotaExceeded(HTTPException):
 
 class QuotaStoreDown(HTTPException):
     status_code = 503
+
+
+_STATE_KEY = "ratelimit_headers"
+
+
+def quota_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
+    """The ``RateLimit`` headers of the request's quota decision (none for unmetered paths)."""
+    state = scope.get("state")
+    found: list[tuple[bytes, bytes]] = state.get(_STATE_KEY, []) if state else []
+    return found
 
 
 class QuotaMiddleware:
@@ -36,21 +46,14 @@ class QuotaMiddleware:
         client_id, client_class = (identity.client_id, identity.client_class) if identity else ("anonymous", "default")
         decision = await limiter.acquire(client_id, client_class)
         headers = decision.headers()
-        if not decision.allowed:
-            wire = {k.decode(): v.decode() for k, v in headers}
+        scope["state"][_STATE_KEY] = headers
+        if not decision.allowed:  # the RateLimit headers are added to the problem by finish_response
             if decision.store_down:
                 raise QuotaStoreDown(
-                    detail="quotas cannot be checked right now; retry shortly",
-                    headers={**wire, "Retry-After": "1"},
+                    detail="quotas cannot be checked right now; retry shortly", headers={"Retry-After": "1"}
                 )
             raise QuotaExceeded(
                 detail=f"quota of {decision.limit} requests per {decision.window_seconds} s used up",
-                headers={**wire, "Retry-After": str(decision.reset_seconds)},
+                headers={"Retry-After": str(decision.reset_seconds)},
             )
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *headers]
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, send)

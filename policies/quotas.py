@@ -19,6 +19,7 @@ with ``Retry-After``.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from typing import Any, Literal
@@ -83,12 +84,15 @@ class QuotaDecision(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Window:
-    __slots__ = ("index", "leased", "used_seen")
+    __slots__ = ("index", "leased", "lock", "used_seen")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.leased = 0  # tokens this process may still spend without asking Redis
         self.used_seen = 0  # the shared counter as last seen (or the local count without Redis)
+        # One lease request at a time per client and window: a burst that finds the lease
+        # empty waits for one Redis round trip instead of sending one each.
+        self.lock = asyncio.Lock()
 
 
 class QuotaLimiter:
@@ -117,6 +121,15 @@ class QuotaLimiter:
             window = self._windows[key] = _Window(index)
             self._forget_old(index)
         if window.leased > 0:
+            window.leased -= 1
+            return self._decision(True, policy, quota, window, reset)
+        async with window.lock:
+            return await self._lease(client_id, policy, quota, window, index, reset)
+
+    async def _lease(
+        self, client_id: str, policy: str, quota: QuotaClass, window: _Window, index: int, reset: int
+    ) -> QuotaDecision:
+        if window.leased > 0:  # another request leased while this one waited for the lock
             window.leased -= 1
             return self._decision(True, policy, quota, window, reset)
         if self._script is not None and self._redis.available:

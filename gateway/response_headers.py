@@ -1,0 +1,31 @@
+"""Headers every answer gets, added in ONE ``before_send`` pass (it runs on the hot path).
+
+In order: the correlation ID (``X-Request-ID``), the per-client quota (``RateLimit``,
+``RateLimit-Policy``, left in the scope by the quota middleware), ``Cache-Status`` (RFC 9211)
+when the cache took part, and the security headers; then the audit log line for writes.
+"""
+
+from __future__ import annotations
+
+from litestar.types import Message, Scope
+
+from gateway.audit import audit_writes
+from gateway.correlation import correlation_id
+from gateway.hardening import add_security_headers
+from gateway.quota_middleware import quota_headers
+from policies.caching import cache_status_header
+
+__all__ = ["finish_response"]
+
+
+async def finish_response(message: Message, scope: Scope) -> None:
+    if message["type"] != "http.response.start":
+        return
+    headers = list(message.get("headers", ()))
+    headers.append((b"x-request-id", correlation_id(scope).encode("ascii")))
+    headers.extend(quota_headers(scope))
+    if (cache_status := cache_status_header()) is not None:
+        headers.append((b"cache-status", cache_status.encode("ascii")))
+    add_security_headers(headers, scope.get("path", ""))
+    message["headers"] = headers
+    audit_writes(message, scope)
