@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install tryton
+.PHONY: run test lint install tryton redis bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,18 @@ lint: $(STAMP)
 tryton: $(STAMP)
 	$(BIN)/python -m tests.harness.tryton prepare
 
-test: lint tryton
+# The tests start their own throwaway redis-server (they stop and start it): install the
+# binary from Debian's packages when the machine has none.
+redis:
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null || { echo "redis-server is required: apt-get install redis-server"; exit 1; }
+
+test: lint tryton redis
 	$(BIN)/erp-gateway openapi --check
 	$(BIN)/python -m pytest
+
+# Benchmarks (not tests): throughput and latency side by side, written to docs/benchmarks.md.
+bench: $(STAMP) redis
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench
