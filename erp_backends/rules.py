@@ -13,7 +13,17 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import msgspec
 
-from contracts.v1 import Order, OrderLine, OrderValidation, OrderValidationRequest, ReturnRequest, ValidationProblem
+from contracts.v1 import (
+    Order,
+    OrderLine,
+    OrderValidation,
+    OrderValidationRequest,
+    PriceCheck,
+    PriceLine,
+    ReturnRequest,
+    Rounding,
+    ValidationProblem,
+)
 from contracts.v1.orders import InvoiceState, OrderStatus, PaymentState
 from erp_backends.errors import Conflict, Rejected
 
@@ -25,6 +35,7 @@ __all__ = [
     "now",
     "order_status",
     "plan_return",
+    "price_check",
     "round_money",
 ]
 
@@ -40,6 +51,19 @@ def now() -> datetime:
 def round_money(amount: Decimal) -> Decimal:
     """Round half-up to the currency's minor unit, as the contract states."""
     return amount.quantize(_QUANT, rounding=ROUND_HALF_UP)
+
+
+def price_check(customer: str | None, currency: str, lines: list[PriceLine], as_of: datetime) -> PriceCheck:
+    """A price answer from its lines: totals are exact sums of the (already rounded) lines."""
+    return PriceCheck(
+        customer=customer,
+        currency=currency,
+        lines=lines,
+        list_total=sum((line.list_price * line.quantity for line in lines), Decimal("0.00")),
+        total=sum((line.line_total for line in lines), Decimal("0.00")),
+        rounding=Rounding(minor_unit=MINOR_UNIT, mode="half_up"),
+        as_of=as_of,
+    )
 
 
 class SkuFacts(msgspec.Struct, frozen=True, kw_only=True):

@@ -36,7 +36,6 @@ from contracts.v1 import (
     ReturnAuthorization,
     ReturnLine,
     ReturnRequest,
-    Rounding,
     Shipment,
     ShipmentLine,
     SkuAvailability,
@@ -45,7 +44,7 @@ from contracts.v1 import (
 from erp_backends.dataset import Dataset, dataset_digest, load_dataset
 from erp_backends.errors import ErpUnavailable, NotFound, Rejected
 from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, ReturnOutcome
-from erp_backends.rules import MINOR_UNIT, SkuFacts, judge_cart, now, order_status, plan_return, round_money
+from erp_backends.rules import SkuFacts, judge_cart, now, order_status, plan_return, price_check, round_money
 
 __all__ = ["SampleBackend", "SampleSettings"]
 
@@ -337,15 +336,7 @@ def _prices(conn: sqlite3.Connection, request: PriceCheckRequest, currency: str)
                 as_of=as_of,
             )
         )
-    return PriceCheck(
-        customer=request.customer,
-        currency=currency,
-        lines=lines,
-        list_total=sum((line.list_price * line.quantity for line in lines), Decimal("0.00")),
-        total=sum((line.line_total for line in lines), Decimal("0.00")),
-        rounding=Rounding(minor_unit=MINOR_UNIT, mode="half_up"),
-        as_of=as_of,
-    )
+    return price_check(request.customer, currency, lines, as_of)
 
 
 def _returned(conn: sqlite3.Connection, order_number: str) -> dict[str, int]:

@@ -26,7 +26,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterable, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
@@ -43,13 +42,12 @@ from contracts.v1 import (
     PriceLine,
     ReturnAuthorization,
     ReturnRequest,
-    Rounding,
     SkuAvailability,
 )
 from contracts.v1._types import Freshness
 from erp_backends.errors import ErpTimeout, ErpUnavailable, NotFound, Rejected
 from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, ReturnOutcome
-from erp_backends.rules import MINOR_UNIT
+from erp_backends.rules import price_check
 from policies.redis_link import RedisLink
 
 __all__ = [
@@ -276,13 +274,8 @@ _PRICE = msgspec.json.Decoder(PriceLine)
 _ORDER = msgspec.json.Decoder(Order)
 _REF = msgspec.json.Decoder(list[str])
 _ERP_DOWN = (ErpUnavailable, ErpTimeout)
-_ROUNDING = Rounding(minor_unit=MINOR_UNIT, mode="half_up")
 #: Fetches missing keys from the ERP, stores them, and returns what it found.
 Fetch = Callable[[list[str]], Coroutine[Any, Any, dict[str, Any]]]
-
-
-def _as_of(value: datetime | None) -> datetime:
-    return value or datetime.now(UTC)
 
 
 class CachingBackend(ErpBackend):
@@ -449,16 +442,8 @@ class CachingBackend(ErpBackend):
         unique = list(dict.fromkeys(keys))
         values = await self._read(unique, _PRICE, lambda missing: self._fetch_prices(missing, request, ctx))
         lines = [msgspec.structs.replace(values[k][0], freshness=values[k][1]) for k in keys]
-        first = next((line for line in lines if line.as_of is not None), None)
-        return PriceCheck(
-            customer=request.customer,
-            currency=request.currency,
-            lines=lines,
-            list_total=sum((line.list_price * line.quantity for line in lines), Decimal("0.00")),
-            total=sum((line.line_total for line in lines), Decimal("0.00")),
-            rounding=_ROUNDING,
-            as_of=min((_as_of(line.as_of) for line in lines), default=_as_of(first.as_of if first else None)),
-        )
+        oldest = min((line.as_of for line in lines if line.as_of is not None), default=None)
+        return price_check(request.customer, request.currency, lines, oldest or datetime.now(UTC))
 
     # -- orders ----------------------------------------------------------------------------
 

@@ -33,13 +33,12 @@ from contracts.v1 import (
     PriceSource,
     ReturnAuthorization,
     ReturnRequest,
-    Rounding,
     SkuAvailability,
     WarehouseStock,
 )
 from erp_backends.errors import ErpUnavailable, NotFound, Rejected
 from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, ReturnOutcome
-from erp_backends.rules import MINOR_UNIT, SkuFacts, judge_cart, now, round_money
+from erp_backends.rules import SkuFacts, judge_cart, now, price_check, round_money
 from erp_backends.tryton.orders import SaleRecord, read_sales
 from erp_backends.tryton.returns import ComplaintReturns
 from erp_backends.tryton.rpc import TrytonRpc, TrytonSession
@@ -309,15 +308,7 @@ class TrytonBackend(ErpBackend):
                     as_of=as_of,
                 )
             )
-        return PriceCheck(
-            customer=request.customer,
-            currency=ref.currency,
-            lines=lines,
-            list_total=sum((line.list_price * line.quantity for line in lines), Decimal("0.00")),
-            total=sum((line.line_total for line in lines), Decimal("0.00")),
-            rounding=Rounding(minor_unit=MINOR_UNIT, mode="half_up"),
-            as_of=as_of,
-        )
+        return price_check(request.customer, ref.currency, lines, as_of)
 
     async def validate_order(self, request: OrderValidationRequest, ctx: CallContext) -> OrderValidation:
         ref = await self._currency(request.currency, ctx)
