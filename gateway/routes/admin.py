@@ -10,7 +10,7 @@ from msgspec import Meta
 from contracts._base import Request, Response
 from contracts.v1._types import CustomerRef, OrderNumber, Sku
 from gateway.auth.scopes import requires
-from gateway.routes._deps import RuntimeDep
+from gateway.routes._deps import AnyRequest, runtime_of
 from gateway.routes._openapi import body, example, responses
 
 __all__ = ["AdminController", "CacheInvalidation", "CacheInvalidationRequest"]
@@ -52,8 +52,9 @@ class AdminController(Controller):
         data: Annotated[
             CacheInvalidationRequest, body("Stock of two SKUs changed", {"skus": ["MUG-SND", "TEE-NVY-M"]})
         ],
-        runtime: RuntimeDep,
+        request: AnyRequest,
     ) -> CacheInvalidation:
+        runtime = runtime_of(request)
         if runtime.cache is None:
             return CacheInvalidation(invalidated_entries=0)
         count = await runtime.cache.invalidate(skus=data.skus, customers=data.customers, orders=data.orders)

@@ -10,7 +10,7 @@ from litestar.params import Parameter
 from contracts.v1 import AvailabilityBatch, AvailabilityBatchRequest, SkuAvailability
 from erp_backends.errors import NotFound
 from gateway.auth.scopes import requires
-from gateway.routes._deps import Ctx, Erp
+from gateway.routes._deps import AnyRequest, erp_call
 from gateway.routes._openapi import body, example, responses
 
 __all__ = ["AvailabilityController"]
@@ -54,7 +54,8 @@ class AvailabilityController(Controller):
             "unknown-warehouse",
         ),
     )
-    async def get_one(self, sku: SkuPath, erp: Erp, ctx: Ctx, warehouse: WarehouseQuery = None) -> SkuAvailability:
+    async def get_one(self, sku: SkuPath, request: AnyRequest, warehouse: WarehouseQuery = None) -> SkuAvailability:
+        erp, ctx = erp_call(request)
         batch = await erp.get_availability([sku], [warehouse] if warehouse else None, ctx)
         if not batch.items:
             raise NotFound("sku", sku)
@@ -82,7 +83,7 @@ class AvailabilityController(Controller):
             AvailabilityBatchRequest,
             body("Two SKUs in one warehouse", {"skus": ["TEE-NVY-M", "NO-SUCH-SKU"], "warehouses": ["EAST"]}),
         ],
-        erp: Erp,
-        ctx: Ctx,
+        request: AnyRequest,
     ) -> AvailabilityBatch:
+        erp, ctx = erp_call(request)
         return await erp.get_availability(data.skus, data.warehouses, ctx)

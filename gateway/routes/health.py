@@ -10,7 +10,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import Example
 
 from gateway.bootstrap import Check
-from gateway.routes._deps import RuntimeDep
+from gateway.routes._deps import AnyRequest, runtime_of
 
 __all__ = ["HealthController"]
 
@@ -63,7 +63,8 @@ class HealthController(Controller):
             )
         },
     )
-    async def readyz(self, runtime: RuntimeDep) -> Response[Health]:
+    async def readyz(self, request: AnyRequest) -> Response[Health]:
+        runtime = runtime_of(request)
         try:
             checks = await asyncio.wait_for(runtime.readiness(), READY_TIMEOUT_SECONDS)
         except TimeoutError:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, get, post
 from litestar.params import Parameter, QueryParameter
 
 from contracts.v1 import Order, OrderList, OrderValidation, OrderValidationRequest
 from gateway.auth.minimization import minimize_order, minimize_orders
 from gateway.auth.scopes import requires
-from gateway.routes._deps import Ctx, Erp
+from gateway.routes._deps import AnyRequest, erp_call
 from gateway.routes._openapi import body, example, responses
 
 __all__ = ["OrdersController"]
@@ -68,8 +68,6 @@ ExternalRefQuery = Annotated[
         description="The storefront's order id, as kept on the ERP order.",
     ),
 ]
-
-AnyRequest = Request[Any, Any, Any]
 
 
 class OrdersController(Controller):
@@ -130,9 +128,9 @@ class OrdersController(Controller):
                 },
             ),
         ],
-        erp: Erp,
-        ctx: Ctx,
+        request: AnyRequest,
     ) -> OrderValidation:
+        erp, ctx = erp_call(request)
         return await erp.validate_order(data, ctx)
 
     @get(
@@ -146,7 +144,8 @@ class OrdersController(Controller):
         ),
         responses=responses(200, Order, "The order", [example("Partly shipped order", _ORDER)], "order-not-found"),
     )
-    async def get_order(self, order_number: OrderNumberPath, erp: Erp, ctx: Ctx, request: AnyRequest) -> Order:
+    async def get_order(self, order_number: OrderNumberPath, request: AnyRequest) -> Order:
+        erp, ctx = erp_call(request)
         return minimize_order(await erp.get_order(order_number, ctx), request.scope)
 
     @get(
@@ -160,5 +159,6 @@ class OrdersController(Controller):
         ),
         responses=responses(200, OrderList, "Matching orders", [example("One match", {"items": [_ORDER]})]),
     )
-    async def find_orders(self, external_ref: ExternalRefQuery, erp: Erp, ctx: Ctx, request: AnyRequest) -> OrderList:
+    async def find_orders(self, external_ref: ExternalRefQuery, request: AnyRequest) -> OrderList:
+        erp, ctx = erp_call(request)
         return minimize_orders(await erp.find_orders(external_ref, ctx), request.scope)

@@ -8,7 +8,7 @@ from litestar import Controller, post
 
 from contracts.v1 import PriceCheck, PriceCheckRequest
 from gateway.auth.scopes import requires
-from gateway.routes._deps import Ctx, Erp
+from gateway.routes._deps import AnyRequest, erp_call
 from gateway.routes._openapi import body, example, responses
 
 __all__ = ["PricesController"]
@@ -67,7 +67,7 @@ class PricesController(Controller):
                 {"customer": "C-1001", "currency": "EUR", "lines": [{"sku": "TOTE-NAT", "quantity": 20}]},
             ),
         ],
-        erp: Erp,
-        ctx: Ctx,
+        request: AnyRequest,
     ) -> PriceCheck:
+        erp, ctx = erp_call(request)
         return await erp.check_prices(data, ctx)

@@ -10,7 +10,7 @@ from litestar.params import HeaderParameter, Parameter
 from contracts.v1 import ReturnAuthorization, ReturnRequest
 from erp_backends.port import IdempotencyToken
 from gateway.auth.scopes import requires
-from gateway.routes._deps import Ctx, Erp
+from gateway.routes._deps import AnyRequest, erp_call
 from gateway.routes._openapi import body, example, responses
 
 __all__ = ["ReturnsController"]
@@ -89,9 +89,9 @@ class ReturnsController(Controller):
             ),
         ],
         idempotency_key: IdempotencyKeyHeader,
-        erp: Erp,
-        ctx: Ctx,
+        request: AnyRequest,
     ) -> Response[ReturnAuthorization]:
+        erp, ctx = erp_call(request)
         outcome = await erp.create_return(data, IdempotencyToken.for_request(idempotency_key, data), ctx)
         rma = outcome.authorization
         headers = {"Location": f"/v1/returns/{rma.rma_number}"}
@@ -112,5 +112,6 @@ class ReturnsController(Controller):
             "return-authorization-not-found",
         ),
     )
-    async def get_return(self, rma_number: RmaPath, erp: Erp, ctx: Ctx) -> ReturnAuthorization:
+    async def get_return(self, rma_number: RmaPath, request: AnyRequest) -> ReturnAuthorization:
+        erp, ctx = erp_call(request)
         return await erp.get_return(rma_number, ctx)
