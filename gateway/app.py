@@ -4,20 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from litestar import Litestar, Request
-from litestar.di import NamedDependency, Provide
+from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
 from litestar.openapi.spec import Tag
 
-from erp_backends.port import CallContext, ErpBackend
+from erp_backends.port import ErpBackend
 from gateway.auth import Authentication, AuthSettings, security_components
 from gateway.auth.settings import split_words
 from gateway.bootstrap import Runtime
-from gateway.correlation import correlation_id, traceparent
 from gateway.hardening import HeaderLimitMiddleware, cors_config
+from gateway.observability.endpoint import metrics_endpoint
+from gateway.observability.middleware import RequestTelemetry
+from gateway.observability.telemetry import Telemetry
 from gateway.problems import exception_handlers
 from gateway.quota_middleware import QuotaMiddleware
 from gateway.response_headers import finish_response
@@ -54,45 +54,29 @@ def openapi_config(token_url: str = AuthSettings().token_url) -> OpenAPIConfig:
     )
 
 
-def _runtime(request: Request[Any, Any, Any]) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def _erp(request: Request[Any, Any, Any], ctx: NamedDependency[CallContext]) -> ErpBackend:
-    # ``ctx`` is taken (and unused) so Litestar resolves the two dependencies one after the
-    # other: two independent ones would be resolved in an anyio task group, which costs more
-    # per request than everything else the cached hot path does.
-    runtime: Runtime = request.app.state.runtime
-    return runtime.backend
-
-
-def _call_context(request: Request[Any, Any, Any]) -> CallContext:
-    return CallContext(correlation_id=correlation_id(request.scope), traceparent=traceparent(request.scope))
-
-
-def create_app(settings: Settings | None = None, backend: ErpBackend | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None, backend: ErpBackend | None = None, telemetry: Telemetry | None = None
+) -> Litestar:
     """Build the app. ``backend`` replaces the adapter the settings name (tests use this);
-    the policies still wrap it."""
+    the policies still wrap it. ``telemetry`` replaces the one the settings describe (tests:
+    an in-memory span exporter)."""
     settings = settings or load_settings()
     auth = Authentication(settings.auth)
+    telemetry = telemetry or Telemetry(settings.observability)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # Built here, in the worker, after gunicorn forked: clients are never shared across processes.
-        app.state.runtime = Runtime(settings, adapter=backend)
+        app.state.runtime = Runtime(settings, adapter=backend, telemetry=telemetry)
+        telemetry.watch_breakers(list(app.state.runtime.guarded.breakers.values()))
         try:
             yield
         finally:
             await app.state.runtime.aclose()
+            telemetry.shutdown()
 
-    return Litestar(
-        route_handlers=[*V1_CONTROLLERS, AdminController, HealthController],
-        dependencies={
-            "erp": Provide(_erp, sync_to_thread=False),
-            "runtime": Provide(_runtime, sync_to_thread=False),
-            "ctx": Provide(_call_context, sync_to_thread=False),
-        },
+    app = Litestar(
+        route_handlers=[*V1_CONTROLLERS, AdminController, HealthController, metrics_endpoint],
         exception_handlers=exception_handlers,
         before_send=[finish_response],
         # Outermost first: header limit, then authentication (sets the identity quotas count by).
@@ -104,3 +88,8 @@ def create_app(settings: Settings | None = None, backend: ErpBackend | None = No
         logging_config=None,
         debug=False,
     )
+    app.state.telemetry = telemetry
+    app.state.metrics_token = settings.observability.scrape_token()
+    # Outside routing and exception handling: sees every answer, 404s and refusals included.
+    app.asgi_handler = RequestTelemetry(app.asgi_handler, telemetry)
+    return app

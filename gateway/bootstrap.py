@@ -6,6 +6,8 @@ This is the one place that knows concrete adapters and policies. Routes receive
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import msgspec
 
@@ -13,29 +15,37 @@ from erp_backends.faults import FaultInjectingBackend
 from erp_backends.port import ErpBackend
 from erp_backends.sample import SampleBackend
 from erp_backends.tryton import TrytonBackend, TrytonSettings
+from gateway.observability.telemetry import Telemetry
 from gateway.settings import Settings
 from policies.caching import CachingBackend
 from policies.chain import GuardedBackend, PolicySettings, wrap_backend
+from policies.observed import ObservedBackend
 from policies.quotas import QuotaLimiter
 from policies.redis_link import RedisLink
 
 __all__ = ["Check", "Runtime", "build_adapter", "build_tryton"]
 
 
-def build_adapter(settings: Settings) -> ErpBackend:
+#: Adds tracing to an adapter's HTTP client (``Telemetry.instrument_http_client``).
+InstrumentClient = Callable[[httpx.AsyncClient], None]
+
+
+def build_adapter(settings: Settings, instrument: InstrumentClient | None = None) -> ErpBackend:
     """The bare ERP adapter the settings name."""
     if settings.backend == "sample":
         return SampleBackend(settings.sample)
     if settings.backend == "tryton":
-        return build_tryton(settings.tryton)
+        return build_tryton(settings.tryton, instrument)
     raise ValueError(f"backend {settings.backend!r} is not available in this build")
 
 
-def build_tryton(settings: TrytonSettings) -> TrytonBackend:
+def build_tryton(settings: TrytonSettings, instrument: InstrumentClient | None = None) -> TrytonBackend:
     """The Tryton adapter with its own pooled client (closed with the adapter)."""
     limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
     timeout = httpx.Timeout(settings.call_timeout_seconds, connect=settings.connect_timeout_seconds)
     client = httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
+    if instrument is not None:
+        instrument(client)
     return TrytonBackend(settings, client, close_client=True)
 
 
@@ -51,12 +61,19 @@ class Check(msgspec.Struct, kw_only=True, frozen=True):
 class Runtime:
     """Everything one worker process builds at start-up and closes at shutdown."""
 
-    def __init__(self, settings: Settings, adapter: ErpBackend | None = None) -> None:
+    def __init__(
+        self, settings: Settings, adapter: ErpBackend | None = None, telemetry: Telemetry | None = None
+    ) -> None:
         self.settings = settings
         self.redis = RedisLink(settings.redis)
-        erp = adapter or build_adapter(settings)
+        erp = adapter or build_adapter(settings, telemetry.instrument_http_client if telemetry else None)
         if settings.faults.control_file:
             erp = FaultInjectingBackend(erp, settings.faults)
+        if telemetry is not None:
+            telemetry.instrument_redis(self.redis.client)
+            if telemetry.observes_erp_calls:
+                # Innermost: only calls that reach the ERP (or its fault injector) are measured.
+                erp = ObservedBackend(erp, telemetry)
         chain = wrap_backend(
             erp,
             PolicySettings(

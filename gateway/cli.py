@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from gateway.observability.logging import configure_logging, gunicorn_log_config
 from gateway.settings import Settings, load_settings
 
 __all__ = ["main", "openapi_document"]
@@ -26,7 +30,19 @@ def openapi_document() -> str:
     return msgspec.json.format(msgspec.json.encode(schema), indent=2).decode("utf-8") + "\n"
 
 
+def _child_exit(server: Any, worker: Any) -> None:
+    """gunicorn hook: a dead worker's live gauges (in-flight calls, breaker state) stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    # Before prometheus_client is first imported (it picks its storage then): every worker
+    # writes its samples here and /metrics adds them up. Fresh per run, removed at exit.
+    metrics_dir = tempfile.mkdtemp(prefix="erp-gateway-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+
     from gunicorn.app.base import BaseApplication
 
     from gateway.app import create_app
@@ -42,6 +58,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         "accesslog": None,
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
+        "logconfig_dict": gunicorn_log_config(settings.log_level, settings.observability.log_format),
+        "child_exit": _child_exit,
         "proc_name": "erp-gateway",
     }
 
@@ -54,7 +72,10 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             # Runs in each worker after the fork: every worker builds its own app and clients.
             return create_app(settings)
 
-    GatewayApplication().run()
+    try:
+        GatewayApplication().run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 
@@ -167,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = load_settings()
     except ValueError as exc:
         parser.error(str(exc))
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, settings.observability.log_format)
     run: Callable[[argparse.Namespace, Settings], int] = args.run
     return run(args, settings)
 

@@ -11,6 +11,7 @@ from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.identity import client_identity
+from gateway.observability.middleware import QUOTA_REFUSAL
 
 __all__ = ["QuotaExceeded", "QuotaMiddleware", "quota_headers"]
 
@@ -48,6 +49,7 @@ class QuotaMiddleware:
         headers = decision.headers()
         scope["state"][_STATE_KEY] = headers
         if not decision.allowed:  # the RateLimit headers are added to the problem by finish_response
+            scope["state"][QUOTA_REFUSAL] = "store_down" if decision.store_down else "exceeded"
             if decision.store_down:
                 raise QuotaStoreDown(
                     detail="quotas cannot be checked right now; retry shortly", headers={"Retry-After": "1"}

@@ -12,6 +12,7 @@ from litestar.types import Message, Scope
 from gateway.audit import audit_writes
 from gateway.correlation import correlation_id
 from gateway.hardening import add_security_headers
+from gateway.observability.middleware import RESPONSE_STATUS
 from gateway.quota_middleware import quota_headers
 from policies.caching import cache_status_header
 
@@ -21,6 +22,7 @@ __all__ = ["finish_response"]
 async def finish_response(message: Message, scope: Scope) -> None:
     if message["type"] != "http.response.start":
         return
+    scope["state"][RESPONSE_STATUS] = message["status"]  # for the request metrics and span
     headers = list(message.get("headers", ()))
     headers.append((b"x-request-id", correlation_id(scope).encode("ascii")))
     headers.extend(quota_headers(scope))

@@ -19,6 +19,7 @@ from erp_backends.faults import FaultSettings
 from erp_backends.sample import SampleSettings
 from erp_backends.tryton import TrytonSettings
 from gateway.auth.settings import AuthSettings
+from gateway.observability.settings import ObservabilitySettings
 from policies.caching import CacheSettings
 from policies.circuit_breaking import BreakerSettings
 from policies.erp_protection import ErpLimitSettings
@@ -78,6 +79,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
     timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
     faults: FaultSettings = msgspec.field(default_factory=FaultSettings)
+    observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
 
     @classmethod
     def describe(cls) -> Iterator[tuple[str, str, Any]]:

@@ -56,6 +56,7 @@ __all__ = [
     "CachingBackend",
     "OperationCache",
     "cache_status_header",
+    "current_cache_outcome",
     "reset_cache_outcome",
 ]
 
@@ -131,6 +132,11 @@ def cache_status_header() -> str | None:
     """The ``Cache-Status`` value for the request being answered, if the cache was consulted."""
     outcome = _outcome.get()
     return None if outcome is None else outcome.header()
+
+
+def current_cache_outcome() -> CacheOutcome | None:
+    """What the cache did for the request being answered (None: not consulted)."""
+    return _outcome.get()
 
 
 def reset_cache_outcome() -> None:

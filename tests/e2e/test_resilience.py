@@ -248,4 +248,5 @@ def test_redis_stopped_mid_traffic_then_back(
         shared.close()
     assert any(k.startswith("erpgw:v1:avail:") for k in keys)  # the shared cache fills again
     assert any(k.startswith("erpgw:v1:quota:") for k in keys)  # and the shared quota counts again
-    assert _get(gateway, token, "/readyz").json()["status"] == "ok"
+    ready = _get(gateway, token, "/readyz").json()
+    assert ready["status"] == "ok", ready
