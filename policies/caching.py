@@ -186,6 +186,8 @@ class TieredStore:
         self._local: OrderedDict[str, _Entry[Any]] = OrderedDict()
         self._encoder = msgspec.json.Encoder(decimal_format="string")
         self._envelope = msgspec.json.Decoder(_Envelope)
+        self._rechecking: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     def _remember(self, key: str, entry: _Entry[Any]) -> None:
         local = self._local
@@ -195,9 +197,16 @@ class TieredStore:
             local.popitem(last=False)
 
     async def get_many(self, keys: Sequence[str], decoder: msgspec.json.Decoder[Any]) -> dict[str, _Entry[Any]]:
+        """Entries for ``keys``: in-process first, the rest in ONE Redis round trip.
+
+        A usable in-process copy is never held up by Redis: once older than
+        ``local_ttl_seconds`` it is still served while one background read (per key and
+        process) picks up what Redis holds now, a newer entry or an invalidation.
+        """
         now = time.time()
         found: dict[str, _Entry[Any]] = {}
         remote: list[str] = []
+        recheck: list[str] = []
         local = self._local
         shared = self._redis.available
         for key in keys:
@@ -205,28 +214,51 @@ class TieredStore:
             if entry is None or entry.error_until <= now:
                 remote.append(key)
                 continue
-            # Our copy is still usable; past ``local_until`` Redis may hold a newer one.
             found[key] = entry
             local.move_to_end(key)
-            if shared and entry.local_until <= now:
-                remote.append(key)
+            if shared and entry.local_until <= now and key not in self._rechecking:
+                recheck.append(key)
+        if recheck:
+            self._recheck(recheck, decoder)
         if remote and shared:
-            raw = await self._redis.call(lambda r: r.mget([self._redis.prefix + k for k in remote]), None)
-            if raw:
-                local_until = now + self._settings.local_ttl_seconds
-                for key, blob in zip(remote, raw, strict=True):
-                    if blob is None:
-                        continue
-                    try:
-                        env = self._envelope.decode(blob)
-                        value = decoder.decode(env.payload)
-                    except msgspec.DecodeError:
-                        continue  # written by an incompatible version: a miss
-                    keep = min(local_until, env.fresh_until) if env.fresh_until > now else local_until
-                    entry = _Entry(value, env.fresh_until, env.stale_until, env.error_until, keep)
-                    found[key] = entry
-                    self._remember(key, entry)
+            found.update(await self._fetch(remote, decoder))
         return found
+
+    async def _fetch(self, keys: list[str], decoder: msgspec.json.Decoder[Any]) -> dict[str, _Entry[Any]]:
+        """Read ``keys`` from Redis into the in-process tier; a key Redis lacks is dropped here too."""
+        raw = await self._redis.call(lambda r: r.mget([self._redis.prefix + k for k in keys]), None)
+        if raw is None:  # Redis failed: keep what we have
+            return {}
+        now = time.time()
+        local_until = now + self._settings.local_ttl_seconds
+        found: dict[str, _Entry[Any]] = {}
+        for key, blob in zip(keys, raw, strict=True):
+            if blob is None:
+                self._local.pop(key, None)  # expired or invalidated in the shared tier
+                continue
+            try:
+                env = self._envelope.decode(blob)
+                value = decoder.decode(env.payload)
+            except msgspec.DecodeError:
+                continue  # written by an incompatible version: a miss
+            keep = min(local_until, env.fresh_until) if env.fresh_until > now else local_until
+            entry = _Entry(value, env.fresh_until, env.stale_until, env.error_until, keep)
+            found[key] = entry
+            self._remember(key, entry)
+        return found
+
+    def _recheck(self, keys: list[str], decoder: msgspec.json.Decoder[Any]) -> None:
+        self._rechecking.update(keys)
+
+        async def run() -> None:
+            try:
+                await self._fetch(keys, decoder)
+            finally:
+                self._rechecking.difference_update(keys)
+
+        task = asyncio.create_task(run())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def put_many(self, items: Iterable[tuple[str, Any, OperationCache | float]]) -> None:
         now = time.time()

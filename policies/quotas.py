@@ -84,15 +84,18 @@ class QuotaDecision(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Window:
-    __slots__ = ("index", "leased", "lock", "used_seen")
+    __slots__ = ("exhausted", "index", "last_grant", "leased", "lock", "refill", "used_seen")
 
     def __init__(self, index: int) -> None:
         self.index = index
         self.leased = 0  # tokens this process may still spend without asking Redis
         self.used_seen = 0  # the shared counter as last seen (or the local count without Redis)
+        self.exhausted = False  # Redis said nothing is left in this window
+        self.last_grant = 0  # size of the last lease: 1 means the window is nearly spent
         # One lease request at a time per client and window: a burst that finds the lease
         # empty waits for one Redis round trip instead of sending one each.
         self.lock = asyncio.Lock()
+        self.refill: asyncio.Task[None] | None = None
 
 
 class QuotaLimiter:
@@ -122,9 +125,44 @@ class QuotaLimiter:
             self._forget_old(index)
         if window.leased > 0:
             window.leased -= 1
+            if window.last_grant > 4 and window.leased <= window.last_grant // 4 and window.refill is None:
+                # Lease the next block while this one is spent, so no request waits for Redis.
+                # Not near the end of the window (small leases): there, counting one by one
+                # keeps the limit exact and no token is left stranded in another worker.
+                window.refill = asyncio.create_task(self._refill(client_id, quota, window, index))
             return self._decision(True, policy, quota, window, reset)
         async with window.lock:
             return await self._lease(client_id, policy, quota, window, index, reset)
+
+    async def _ask_redis(self, client_id: str, quota: QuotaClass, index: int) -> tuple[int, int] | None:
+        """(granted, used) from the shared counter, or None when Redis cannot be asked."""
+        if self._script is None or not self._redis.available:
+            return None
+        result = await self._redis.call(
+            lambda r: self._script(
+                keys=[self._redis.key("quota", client_id, str(index))],
+                args=[
+                    quota.requests,
+                    self.settings.lease_divisor,
+                    self.settings.max_lease,
+                    quota.window_seconds * 1000 + 1000,
+                ],
+            ),
+            None,
+        )
+        return None if result is None else (int(result[0]), int(result[1]))
+
+    async def _refill(self, client_id: str, quota: QuotaClass, window: _Window, index: int) -> None:
+        try:
+            async with window.lock:
+                answer = await self._ask_redis(client_id, quota, index)
+                if answer is not None:
+                    granted, window.used_seen = answer
+                    window.leased += granted
+                    window.last_grant = granted
+                    window.exhausted = granted == 0
+        finally:
+            window.refill = None
 
     async def _lease(
         self, client_id: str, policy: str, quota: QuotaClass, window: _Window, index: int, reset: int
@@ -132,26 +170,17 @@ class QuotaLimiter:
         if window.leased > 0:  # another request leased while this one waited for the lock
             window.leased -= 1
             return self._decision(True, policy, quota, window, reset)
-        if self._script is not None and self._redis.available:
-            result = await self._redis.call(
-                lambda r: self._script(
-                    keys=[self._redis.key("quota", client_id, str(index))],
-                    args=[
-                        quota.requests,
-                        self.settings.lease_divisor,
-                        self.settings.max_lease,
-                        quota.window_seconds * 1000 + 1000,
-                    ],
-                ),
-                None,
-            )
-            if result is not None:
-                granted, used = int(result[0]), int(result[1])
-                window.used_seen = used
-                if granted == 0:
-                    return self._decision(False, policy, quota, window, reset)
-                window.leased = granted - 1
-                return self._decision(True, policy, quota, window, reset)
+        if window.exhausted:
+            return self._decision(False, policy, quota, window, reset)
+        answer = await self._ask_redis(client_id, quota, index)
+        if answer is not None:
+            granted, window.used_seen = answer
+            if granted == 0:
+                window.exhausted = True
+                return self._decision(False, policy, quota, window, reset)
+            window.leased = granted - 1
+            window.last_grant = granted
+            return self._decision(True, policy, quota, window, reset)
         return self._without_redis(client_id, policy, quota, index, reset)
 
     def _without_redis(self, client_id: str, policy: str, quota: QuotaClass, index: int, reset: int) -> QuotaDecision:
