@@ -160,3 +160,19 @@ async def test_redis_down_means_in_process_only_and_recovery(
     assert await probe.exists("erpgw:v1:avail:LAMP-WHT") == 1
     await probe.aclose()
     await link.aclose()
+
+
+async def test_an_invalidation_reaches_other_workers_in_process_copies(
+    erp: ControlledErp, shared_redis: Callable[[], RedisLink]
+) -> None:
+    worker_a, worker_b = _cache(erp, shared_redis()), _cache(erp, shared_redis())
+    await worker_a.get_availability(["MUG-SND"], None, CTX)
+    assert (await worker_b.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "cached"
+    await worker_a.invalidate(skus=["MUG-SND"])
+    await asyncio.sleep(0.1)  # past B's in-process time-to-live (50 ms here)
+    # B answers from its copy once, without waiting for Redis, and learns in the background
+    # that the entry is gone; its next lookup goes to the ERP.
+    assert (await worker_b.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "cached"
+    await asyncio.sleep(0.05)
+    assert (await worker_b.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "fresh"
+    assert erp.calls["availability"] == 2
