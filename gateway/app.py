@@ -45,6 +45,7 @@ def openapi_config(token_url: str = AuthSettings().token_url) -> OpenAPIConfig:
             Tag(name="prices", description="Customer-specific prices"),
             Tag(name="orders", description="Order validation and lookup"),
             Tag(name="returns", description="Return authorizations (RMA)"),
+            Tag(name="admin", description="Cache administration for ERP-side change events"),
             Tag(name="operations", description="Health and readiness"),
         ],
         path="/docs",
