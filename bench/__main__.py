@@ -1,0 +1,352 @@
+"""Throughput and latency of the checkout's hot path, side by side (issue 7).
+
+    .venv/bin/python -m bench [--rounds 5] [--duration 10] [--connections 64] [--cases a,b,c,d,e,h]
+
+Each server runs under the same gunicorn configuration (uvicorn worker, 2 workers, loopback),
+driven by wrk (Debian package) with a Lua script for headers and bodies. Rounds run back to
+back, every case once per round, so the ratios compare numbers taken minutes apart at most.
+Writes docs/benchmarks.md and docs/benchmarks.png. Only loopback is ever targeted; every
+server started here is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+from erp_backends.dataset import load_dataset
+from gateway.auth import SCOPES
+from gateway.auth.devkeys import load_or_create_dev_key, mint_token
+from gateway.auth.settings import DEV_ISSUER
+from tests.harness.gateway_process import free_port
+from tests.harness.redis_server import RedisServer
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+WORKERS = 2
+
+
+@dataclass
+class Case:
+    key: str
+    title: str
+    path: str
+    start: Callable[[int, Path], list[str]]
+    env: dict[str, str] = field(default_factory=dict)
+    method: str = "GET"
+    body: str | None = None
+    auth: bool = False
+    connections: int | None = None
+    results: list[tuple[float, float, float]] = field(default_factory=list)  # (req/s, p50 ms, p99 ms)
+
+
+def _gunicorn(app: str) -> Callable[[int, Path], list[str]]:
+    def command(port: int, _: Path) -> list[str]:
+        return [
+            str(BIN / "gunicorn"),
+            app,
+            "-k",
+            "uvicorn_worker.UvicornWorker",
+            "-w",
+            str(WORKERS),
+            "-b",
+            f"127.0.0.1:{port}",
+            "--no-control-socket",
+            "--log-level",
+            "warning",
+        ]
+
+    return command
+
+
+def _gateway(port: int, _: Path) -> list[str]:
+    return [str(BIN / "erp-gateway"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS)]
+
+
+@contextmanager
+def _server(case: Case, workdir: Path, env: dict[str, str]) -> Iterator[str]:
+    port = free_port()
+    log = (workdir / f"{case.key}.log").open("wb")
+    proc = subprocess.Popen(
+        case.start(port, workdir),
+        cwd=workdir,
+        env={**os.environ, **env, **case.env, "PYTHONPATH": str(ROOT)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{case.key} exited: see {workdir / case.key}.log")
+            try:
+                httpx.get(url + "/", timeout=0.5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+_LUA = """
+wrk.method = {method}
+wrk.body = {body}
+wrk.headers["Content-Type"] = "application/json"
+{auth}
+"""
+
+
+def _wrk(
+    url: str, case: Case, token: str, duration: int, connections: int, workdir: Path
+) -> tuple[float, float, float]:
+    script = workdir / f"{case.key}.lua"
+    auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if case.auth else ""
+    script.write_text(
+        _LUA.format(method=json.dumps(case.method), body=json.dumps(case.body) if case.body else "nil", auth=auth)
+    )
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url + case.path],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=duration + 30,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        raise RuntimeError(f"{case.key}: {non2xx.group(1)} error responses during the run:\n{out}")
+
+    def pct(p: str) -> float:
+        value, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return rps, pct("50"), pct("99")
+
+
+def _machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
+
+
+def _erp_calls_per_1000(url: str, token: str, calls_log: Path, duration: int, workdir: Path) -> float:
+    calls_log.write_text("")
+    hot = Case("hot", "hot SKU", "/v1/availability/CANDLE-FIG", _gateway, auth=True)
+    before = 0
+    rps, _, _ = _wrk(url, hot, token, duration, 64, workdir)
+    calls = len(calls_log.read_text().splitlines()) - before
+    return 1000 * calls / max(1.0, rps * duration)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--cases", default="a,b,c,d,e,m")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: apt-get install wrk", file=sys.stderr)
+        return 2
+
+    workdir = Path(tempfile.mkdtemp(prefix="erpgw-bench-"))
+    key_path = workdir / "dev-key.json"
+    key = load_or_create_dev_key(key_path)
+    token = mint_token(key, issuer=DEV_ISSUER, audience="erp-gateway", client_id="bench", scopes=SCOPES, ttl=86400)
+    redis = RedisServer(workdir)
+    redis.start()
+    calls_log = workdir / "erp-calls.log"
+    dataset = load_dataset()
+    batch = json.dumps({"skus": [p.sku for p in dataset.products] + [f"UNKNOWN-{i}" for i in range(50)]})
+    gateway_env = {
+        "ERPGW_SAMPLE__PATH": str(workdir / "sample.sqlite"),
+        "ERPGW_REDIS__URL": redis.url,
+        "ERPGW_AUTH__DEV_MODE": "true",
+        "ERPGW_AUTH__DEV_KEY_PATH": str(key_path),
+        "ERPGW_QUOTAS__CLASSES__DEFAULT__REQUESTS": "1000000000",
+        "ERPGW_LOG_LEVEL": "WARNING",
+        "ERPGW_ERP_LIMITS__CALLS_PER_SECOND": "100000",
+        "ERPGW_ERP_LIMITS__MAX_CONCURRENT": "1024",
+        "ERPGW_ERP_LIMITS__MAX_WAIT_SECONDS": "10",
+    }
+    all_cases = {
+        "a": Case(
+            "a",
+            "(a) bare Litestar, fixed answer",
+            "/v1/availability/TEE-NVY-M",
+            _gunicorn("bench.apps.bare_litestar:app"),
+        ),
+        "b": Case(
+            "b",
+            "(b) erp-gateway, cached availability (JWT, quota, cache)",
+            "/v1/availability/TEE-NVY-M",
+            _gateway,
+            auth=True,
+        ),
+        "c": Case(
+            "c",
+            "(c) FastAPI + pydantic facade, dict lookup",
+            "/v1/availability/TEE-NVY-M",
+            _gunicorn("bench.apps.fastapi_peer:app"),
+        ),
+        "d": Case(
+            "d",
+            "(d) erp-gateway, cached batch of 100 SKUs",
+            "/v1/availability/batch",
+            _gateway,
+            method="POST",
+            body=batch,
+            auth=True,
+        ),
+        "e": Case(
+            "e",
+            "(e) erp-gateway, uncached, sample ERP at 50 ms, 8 connections",
+            "/v1/availability/TEE-NVY-M",
+            _gateway,
+            env={"ERPGW_CACHE__ENABLED": "false", "ERPGW_SAMPLE__LATENCY_MS": "50"},
+            auth=True,
+            connections=8,
+        ),
+    }
+    cases = [all_cases[k] for k in args.cases.split(",") if k in all_cases]
+    extra: dict[str, str] = {}
+    try:
+        for round_no in range(1, args.rounds + 1):
+            for case in cases:
+                with _server(case, workdir, gateway_env if case.start is _gateway else {}) as url:
+                    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+                    httpx.request(case.method, url + case.path, content=case.body, headers=headers, timeout=10)  # warm
+                    result = _wrk(url, case, token, args.duration, case.connections or args.connections, workdir)
+                case.results.append(result)
+                print(
+                    f"round {round_no} {case.key}: {result[0]:.0f} req/s, "
+                    f"p50 {result[1]:.2f} ms, p99 {result[2]:.2f} ms",
+                    flush=True,
+                )
+        if "m" in args.cases.split(","):
+            hot = Case(
+                "m",
+                "hot SKU",
+                "/",
+                _gateway,
+                env={
+                    "ERPGW_FAULTS__CONTROL_FILE": str(workdir / "none.json"),
+                    "ERPGW_FAULTS__CALLS_LOG": str(calls_log),
+                },
+            )
+            with _server(hot, workdir, gateway_env) as url:
+                per_1000 = _erp_calls_per_1000(url, token, calls_log, args.duration, workdir)
+            extra["ERP calls per 1,000 hot-SKU requests"] = f"{per_1000:.3f}"
+            print(f"ERP calls per 1,000 hot-SKU requests: {per_1000:.3f}")
+    finally:
+        redis.stop()
+    _report(cases, extra, args)
+    return 0
+
+
+def _report(cases: list[Case], extra: dict[str, str], args: argparse.Namespace) -> None:
+    by_key = {c.key: c for c in cases}
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {_machine()}.",
+        f"`python -m bench --rounds {args.rounds} --duration {args.duration} --connections {args.connections}`: "
+        f"gunicorn with `uvicorn_worker.UvicornWorker`, {WORKERS} workers, wrk on the same machine over loopback "
+        "(`-t2`), medians of the rounds. The gateway runs its production stack: an RS256 JWT on every request "
+        "(verified once, then from the token cache), the per-client quota (tokens leased from Redis), the two-tier "
+        "cache, and Redis for shared state.",
+        "",
+        "| case | req/s (median) | p50 ms | p99 ms | rounds |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for case in cases:
+        rps = statistics.median(r[0] for r in case.results)
+        p50 = statistics.median(r[1] for r in case.results)
+        p99 = statistics.median(r[2] for r in case.results)
+        lines.append(f"| {case.title} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {len(case.results)} |")
+    lines.append("")
+    if "a" in by_key and "b" in by_key:
+        ratios = [b[0] / a[0] for a, b in zip(by_key["a"].results, by_key["b"].results, strict=False)]
+        lines.append(
+            f"- (b)/(a) per round: {', '.join(f'{r:.2f}' for r in ratios)} "
+            f"(median {statistics.median(ratios):.2f}; target >= 0.6)"
+        )
+    if "c" in by_key and "b" in by_key:
+        ratios = [b[0] / c[0] for c, b in zip(by_key["c"].results, by_key["b"].results, strict=False)]
+        lines.append(
+            f"- (b)/(c) per round: {', '.join(f'{r:.2f}' for r in ratios)} "
+            f"(median {statistics.median(ratios):.2f}; target >= 1.5)"
+        )
+    if "e" in by_key:
+        p50 = statistics.median(r[1] for r in by_key["e"].results)
+        lines.append(
+            f"- Gateway overhead on a miss: p50 {p50:.2f} ms against a 50 ms ERP call = "
+            f"{p50 - 50:.2f} ms (target <= 2 ms)"
+        )
+    for name, value in extra.items():
+        lines.append(f"- {name}: {value}")
+    lines.append("")
+    lines.append("![throughput and p99 per case](benchmarks.png)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text("\n".join(lines) + "\n")
+    _chart(cases, args.out.with_suffix(".png"))
+    print(f"wrote {args.out}")
+
+
+def _chart(cases: list[Case], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [c.key for c in cases]
+    rps = [statistics.median(r[0] for r in c.results) for c in cases]
+    p99 = [statistics.median(r[2] for r in c.results) for c in cases]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    left.bar(labels, rps, color="#3b7dd8")
+    left.set_title("throughput (req/s, median)")
+    right.bar(labels, p99, color="#d8663b")
+    right.set_title("p99 latency (ms, median)")
+    for ax in (left, right):
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("; ".join(f"{c.key}: {c.title.split(') ', 1)[-1]}" for c in cases), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
