@@ -4,7 +4,7 @@ Standard library only: this module imports in the gateway's venv, which does
 not have trytond. Tryton lives in its own venv (built from
 ``tryton_requirements.txt``) and is driven through subprocesses.
 
-Caching (default ``~/.cache/erp-gateway/tryton/``, env ``ERPGW_TRYTON_CACHE``):
+Caching (default ``~/.cache/erp-gateway/tryton/``, env ``TRYTON_HARNESS_CACHE``):
 
 - ``venv-<hash(requirements)>/``: the Tryton venv; ``.complete`` is written
   last, an incomplete venv is wiped and rebuilt.
@@ -90,7 +90,7 @@ class TrytonHarnessError(RuntimeError):
 
 # --------------------------------------------------------------------- cache
 def cache_dir() -> Path:
-    path = os.environ.get("ERPGW_TRYTON_CACHE")
+    path = os.environ.get("TRYTON_HARNESS_CACHE")
     base = Path(path) if path else (Path.home() / ".cache" / "erp-gateway" / "tryton")
     base.mkdir(parents=True, exist_ok=True)
     return base
