@@ -327,13 +327,16 @@ def _report(cases: list[Case], extra: dict[str, str], args: argparse.Namespace) 
     print(f"wrote {args.out}")
 
 
+_SHORT = {"a": "bare", "b": "gateway", "c": "FastAPI", "d": "batch 100", "e": "uncached"}
+
+
 def _chart(cases: list[Case], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [c.key for c in cases]
+    labels = [f"{c.key}\n{_SHORT.get(c.key, '')}" for c in cases]
     rps = [statistics.median(r[0] for r in c.results) for c in cases]
     p99 = [statistics.median(r[2] for r in c.results) for c in cases]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
@@ -343,7 +346,7 @@ def _chart(cases: list[Case], path: Path) -> None:
     right.set_title("p99 latency (ms, median)")
     for ax in (left, right):
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle("; ".join(f"{c.key}: {c.title.split(') ', 1)[-1]}" for c in cases), fontsize=7)
+    fig.suptitle(f"erp-gateway, {WORKERS} gunicorn workers, wrk over loopback (docs/benchmarks.md)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
