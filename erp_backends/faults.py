@@ -3,7 +3,8 @@
 For resilience tests and demos only; active when ``ERPGW_FAULTS__CONTROL_FILE`` is set. The
 control file holds JSON such as ``{"mode": "down"}``, ``{"mode": "slow", "delay_ms": 800}``
 or ``{"mode": "ok"}``, so a test can flip every worker process at once. With ``calls_log``
-set, each call that reaches the wrapped backend appends one line ``<pid> <operation>``:
+set, each call that reaches the wrapped backend appends one line ``<pid> <operation>``
+(the port method's name, e.g. ``get_availability``):
 tests count ERP calls across workers with it.
 """
 
@@ -11,25 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import msgspec
 
-from contracts.v1 import (
-    AvailabilityBatch,
-    Order,
-    OrderList,
-    OrderValidation,
-    OrderValidationRequest,
-    PriceCheck,
-    PriceCheckRequest,
-    ReturnAuthorization,
-    ReturnRequest,
-)
 from erp_backends.errors import ErpUnavailable
-from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, ReturnOutcome
+from erp_backends.port import CallContext, ErpBackend
+from erp_backends.wrapping import Operation, WrappingBackend
 
 __all__ = ["FaultInjectingBackend", "FaultSettings"]
 
@@ -48,10 +39,9 @@ class _Control(msgspec.Struct, kw_only=True):
     delay_ms: float = 0.0
 
 
-class FaultInjectingBackend(ErpBackend):
+class FaultInjectingBackend(WrappingBackend):
     def __init__(self, inner: ErpBackend, settings: FaultSettings) -> None:
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self._control = Path(settings.control_file)
         self._log = Path(settings.calls_log) if settings.calls_log else None
         self._seen: tuple[float, _Control] = (-1.0, _Control())
@@ -68,7 +58,9 @@ class FaultInjectingBackend(ErpBackend):
                 return self._seen[1]
         return self._seen[1]
 
-    async def _call(self, operation: str, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    async def around(
+        self, operation: Operation, ctx: CallContext, call: Callable[[CallContext], Coroutine[Any, Any, T]]
+    ) -> T:
         control = self._current()
         if control.mode == "down":
             raise ErpUnavailable(f"injected fault: the ERP is down ({operation})")
@@ -77,37 +69,9 @@ class FaultInjectingBackend(ErpBackend):
                 log.write(f"{os.getpid()} {operation}\n")
         if control.mode == "slow":
             await asyncio.sleep(control.delay_ms / 1000)
-        return await fn()
-
-    async def get_availability(
-        self, skus: Sequence[str], warehouses: Sequence[str] | None, ctx: CallContext
-    ) -> AvailabilityBatch:
-        return await self._call("availability", lambda: self.inner.get_availability(skus, warehouses, ctx))
-
-    async def check_prices(self, request: PriceCheckRequest, ctx: CallContext) -> PriceCheck:
-        return await self._call("prices", lambda: self.inner.check_prices(request, ctx))
-
-    async def validate_order(self, request: OrderValidationRequest, ctx: CallContext) -> OrderValidation:
-        return await self._call("validate", lambda: self.inner.validate_order(request, ctx))
-
-    async def get_order(self, order_number: str, ctx: CallContext) -> Order:
-        return await self._call("order", lambda: self.inner.get_order(order_number, ctx))
-
-    async def find_orders(self, external_ref: str, ctx: CallContext) -> OrderList:
-        return await self._call("orders_by_ref", lambda: self.inner.find_orders(external_ref, ctx))
-
-    async def create_return(
-        self, request: ReturnRequest, idempotency: IdempotencyToken, ctx: CallContext
-    ) -> ReturnOutcome:
-        return await self._call("create_return", lambda: self.inner.create_return(request, idempotency, ctx))
-
-    async def get_return(self, rma_number: str, ctx: CallContext) -> ReturnAuthorization:
-        return await self._call("return", lambda: self.inner.get_return(rma_number, ctx))
+        return await call(ctx)
 
     async def check_ready(self) -> None:
         if self._current().mode == "down":
             raise ErpUnavailable("injected fault: the ERP is down")
         await self.inner.check_ready()
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()

@@ -16,23 +16,13 @@ is taken before the clock of the timeout starts, so waiting for budget is not an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import msgspec
 
-from contracts.v1 import (
-    AvailabilityBatch,
-    Order,
-    OrderList,
-    OrderValidation,
-    OrderValidationRequest,
-    PriceCheck,
-    PriceCheckRequest,
-    ReturnAuthorization,
-    ReturnRequest,
-)
-from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, ReturnOutcome
+from erp_backends.port import CallContext, ErpBackend
+from erp_backends.wrapping import WRITES, Operation, WrappingBackend
 from policies.caching import CacheSettings, CachingBackend
 from policies.circuit_breaking import BreakerSettings, CircuitOpen, SharedCircuitBreaker
 from policies.erp_protection import CallBudget, CallBudgetExhausted, ErpLimitSettings
@@ -53,12 +43,11 @@ class PolicySettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
 
 
-class GuardedBackend(ErpBackend):
-    """Retry, breaker, budget and timeout around every call of ``inner``."""
+class GuardedBackend(WrappingBackend):
+    """Retry (reads only), breaker, budget and timeout around every call of ``inner``."""
 
     def __init__(self, inner: ErpBackend, settings: PolicySettings, redis: RedisLink) -> None:
-        self.inner = inner
-        self.name = inner.name
+        super().__init__(inner)
         self.settings = settings
         self.budget = CallBudget(settings.erp_limits)
         self.breakers = {
@@ -69,51 +58,29 @@ class GuardedBackend(ErpBackend):
             for kind in ("reads", "writes")
         }
 
-    async def _guard(self, kind: str, fn: Callable[[], Coroutine[Any, Any, T]], what: str) -> T:
+    async def around(
+        self, operation: Operation, ctx: CallContext, call: Callable[[CallContext], Coroutine[Any, Any, T]]
+    ) -> T:
+        if operation in WRITES:
+            return await self._guard("writes", operation, lambda: call(ctx))
+        return await retrying(
+            lambda: self._guard("reads", operation, lambda: call(ctx)),
+            self.settings.retry,
+            give_up=(CircuitOpen, CallBudgetExhausted),
+        )
+
+    async def _guard(self, kind: str, operation: str, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
         seconds = self.settings.timeouts.read_seconds if kind == "reads" else self.settings.timeouts.write_seconds
 
         async def budgeted() -> T:
-            return await self.budget.call(lambda: with_timeout(fn, seconds, what))
+            return await self.budget.call(lambda: with_timeout(fn, seconds, operation))
 
         if not self.settings.breaker.enabled:
             return await budgeted()
         return await self.breakers[kind].call(budgeted)
 
-    async def _read(self, fn: Callable[[], Coroutine[Any, Any, T]], what: str) -> T:
-        return await retrying(
-            lambda: self._guard("reads", fn, what), self.settings.retry, give_up=(CircuitOpen, CallBudgetExhausted)
-        )
-
-    async def get_availability(
-        self, skus: Sequence[str], warehouses: Sequence[str] | None, ctx: CallContext
-    ) -> AvailabilityBatch:
-        return await self._read(lambda: self.inner.get_availability(skus, warehouses, ctx), "availability")
-
-    async def check_prices(self, request: PriceCheckRequest, ctx: CallContext) -> PriceCheck:
-        return await self._read(lambda: self.inner.check_prices(request, ctx), "prices")
-
-    async def validate_order(self, request: OrderValidationRequest, ctx: CallContext) -> OrderValidation:
-        return await self._read(lambda: self.inner.validate_order(request, ctx), "order validation")
-
-    async def get_order(self, order_number: str, ctx: CallContext) -> Order:
-        return await self._read(lambda: self.inner.get_order(order_number, ctx), "order lookup")
-
-    async def find_orders(self, external_ref: str, ctx: CallContext) -> OrderList:
-        return await self._read(lambda: self.inner.find_orders(external_ref, ctx), "order lookup")
-
-    async def create_return(
-        self, request: ReturnRequest, idempotency: IdempotencyToken, ctx: CallContext
-    ) -> ReturnOutcome:
-        return await self._guard("writes", lambda: self.inner.create_return(request, idempotency, ctx), "return")
-
-    async def get_return(self, rma_number: str, ctx: CallContext) -> ReturnAuthorization:
-        return await self._read(lambda: self.inner.get_return(rma_number, ctx), "return lookup")
-
     async def check_ready(self) -> None:
         await with_timeout(self.inner.check_ready, self.settings.timeouts.read_seconds, "readiness")
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 class PolicyChain(msgspec.Struct, frozen=True, kw_only=True):

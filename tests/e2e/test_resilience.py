@@ -125,7 +125,7 @@ def test_concurrent_cold_requests_reach_the_erp_once_per_worker(gateway: Gateway
     answers = asyncio.run(burst())
     assert {a.status_code for a in answers} == {200}
     assert {a.json()["availableToPromise"] for a in answers} == {178}
-    assert 1 <= erp.calls("availability") <= 2  # one per worker at most
+    assert 1 <= erp.calls("get_availability") <= 2  # one per worker at most
     erp.set("ok")
 
 
@@ -147,7 +147,7 @@ def test_a_hot_sku_costs_a_handful_of_erp_calls(gateway: GatewayProcess, erp: Er
     elapsed = time.monotonic() - started
     assert statuses == [200] * 1000
     # TTL is 1 s here: at most one refresh per second per worker, plus the first miss.
-    assert erp.calls("availability") <= 2 * (int(elapsed) + 2)
+    assert erp.calls("get_availability") <= 2 * (int(elapsed) + 2)
 
 
 def test_erp_outage_opens_every_breaker_serves_stale_then_recovers(
@@ -173,7 +173,7 @@ def test_erp_outage_opens_every_breaker_serves_stale_then_recovers(
         shared.close()
     assert state[0] == "open"
     time.sleep(0.3)  # every worker syncs the shared state
-    calls_before = erp.calls("availability")
+    calls_before = erp.calls("get_availability")
     for _ in range(6):
         ready = _get(gateway, token, "/readyz").json()
         breakers = {c["name"]: c["detail"] for c in ready["checks"] if c["name"].startswith("breaker:")}
@@ -190,7 +190,7 @@ def test_erp_outage_opens_every_breaker_serves_stale_then_recovers(
         timeout=10.0,
     )
     assert write.status_code == 503
-    assert erp.calls("availability") == calls_before  # open breakers did not call the ERP
+    assert erp.calls("get_availability") == calls_before  # open breakers did not call the ERP
 
     erp.set("ok")
     deadline = time.monotonic() + 10
