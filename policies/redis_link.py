@@ -15,6 +15,9 @@ from typing import TypeVar
 
 import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 __all__ = ["RedisLink", "RedisSettings"]
@@ -49,6 +52,10 @@ class RedisLink:
                 socket_connect_timeout=settings.timeout_seconds,
                 health_check_interval=0,
                 max_connections=64,
+                # A pooled connection broken by a Redis restart is retried once on a new one at
+                # once; a timeout is not retried (Redis is slow: fall back, do not wait twice).
+                retry=Retry(NoBackoff(), retries=1),
+                retry_on_error=[RedisConnectionError],
             )
             if settings.url
             else None
