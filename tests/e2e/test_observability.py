@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,32 +20,6 @@ pytestmark = pytest.mark.e2e
 ROUTE = "/v1/availability/{sku}"
 REQUESTS = 60
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
-
-
-@pytest.fixture(scope="module")
-def auth_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    key = tmp_path_factory.mktemp("obs-auth") / "dev-signing-key.json"
-    return {"ERPGW_AUTH__DEV_MODE": "true", "ERPGW_AUTH__DEV_KEY_PATH": str(key)}
-
-
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory, auth_env: dict[str, str]) -> Iterator[GatewayProcess]:
-    with GatewayProcess(tmp_path_factory.mktemp("obs"), env=auth_env, workers=2) as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
-def token(gateway: GatewayProcess, auth_env: dict[str, str]) -> str:
-    exe = Path(sys.executable).with_name("erp-gateway")
-    done = subprocess.run(
-        [str(exe), "token", "--client", "obs-e2e", "--all-scopes"],
-        env={**os.environ, **auth_env},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return done.stdout.strip()
 
 
 def _route_count(text: str) -> float:

@@ -1,0 +1,42 @@
+"""The real gateway process for end-to-end tests: 2 gunicorn workers in auth dev mode, and a
+token minted the README's way. Module-scoped: each test module gets its own process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.harness.gateway_process import GatewayProcess
+
+
+@pytest.fixture(scope="module")
+def auth_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Auth dev mode, as ``make run`` starts it, with the key in the test's directory."""
+    key = tmp_path_factory.mktemp("e2e-auth") / "dev-signing-key.json"
+    return {"ERPGW_AUTH__DEV_MODE": "true", "ERPGW_AUTH__DEV_KEY_PATH": str(key)}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory, auth_env: dict[str, str]) -> Iterator[GatewayProcess]:
+    with GatewayProcess(tmp_path_factory.mktemp("e2e"), env=auth_env, workers=2) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def token(gateway: GatewayProcess, auth_env: dict[str, str]) -> str:
+    """Minted the README's way: ``erp-gateway token`` (the gateway trusts its key in dev mode)."""
+    exe = Path(sys.executable).with_name("erp-gateway")
+    done = subprocess.run(
+        [str(exe), "token", "--client", "e2e-tests", "--all-scopes"],
+        env={**os.environ, **auth_env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return done.stdout.strip()
