@@ -20,6 +20,7 @@ from contracts.v1 import (
     OrderValidationRequest,
     PriceCheck,
     PriceLine,
+    PriceSource,
     ReturnRequest,
     Rounding,
     ValidationProblem,
@@ -36,6 +37,7 @@ __all__ = [
     "order_status",
     "plan_return",
     "price_check",
+    "price_line",
     "round_money",
 ]
 
@@ -51,6 +53,22 @@ def now() -> datetime:
 def round_money(amount: Decimal) -> Decimal:
     """Round half-up to the currency's minor unit, as the contract states."""
     return amount.quantize(_QUANT, rounding=ROUND_HALF_UP)
+
+
+def price_line(
+    sku: str, quantity: int, unit_price: Decimal, list_price: Decimal, source: PriceSource, as_of: datetime
+) -> PriceLine:
+    """One priced line: prices rounded to the minor unit, the line total is unit price times quantity."""
+    unit = round_money(unit_price)
+    return PriceLine(
+        sku=sku,
+        quantity=quantity,
+        unit_price=unit,
+        list_price=round_money(list_price),
+        line_total=unit * quantity,
+        source=source,
+        as_of=as_of,
+    )
 
 
 def price_check(customer: str | None, currency: str, lines: list[PriceLine], as_of: datetime) -> PriceCheck:

@@ -44,7 +44,16 @@ from contracts.v1 import (
 from erp_backends.dataset import Dataset, dataset_digest, load_dataset
 from erp_backends.errors import ErpUnavailable, NotFound, Rejected
 from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, ReturnOutcome
-from erp_backends.rules import SkuFacts, judge_cart, now, order_status, plan_return, price_check, round_money
+from erp_backends.rules import (
+    SkuFacts,
+    judge_cart,
+    now,
+    order_status,
+    plan_return,
+    price_check,
+    price_line,
+    round_money,
+)
 
 __all__ = ["SampleBackend", "SampleSettings"]
 
@@ -325,17 +334,7 @@ def _prices(conn: sqlite3.Connection, request: PriceCheckRequest, currency: str)
             raise Rejected("unknown-sku", f"SKU {line.sku!r} is unknown", field=f"lines[{index}].sku")
         list_price = round_money(Decimal(product["list_price"]))
         unit, source = _unit_price(conn, price_list, line.sku, line.quantity, list_price)
-        lines.append(
-            PriceLine(
-                sku=line.sku,
-                quantity=line.quantity,
-                unit_price=unit,
-                list_price=list_price,
-                line_total=unit * line.quantity,
-                source=source,
-                as_of=as_of,
-            )
-        )
+        lines.append(price_line(line.sku, line.quantity, unit, list_price, source, as_of))
     return price_check(request.customer, currency, lines, as_of)
 
 

@@ -38,7 +38,7 @@ from contracts.v1 import (
 )
 from erp_backends.errors import ErpUnavailable, NotFound, Rejected
 from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, ReturnOutcome
-from erp_backends.rules import SkuFacts, judge_cart, now, price_check, round_money
+from erp_backends.rules import SkuFacts, judge_cart, now, price_check, price_line, round_money
 from erp_backends.tryton.orders import SaleRecord, read_sales
 from erp_backends.tryton.returns import ComplaintReturns
 from erp_backends.tryton.rpc import TrytonRpc, TrytonSession
@@ -297,17 +297,7 @@ class TrytonBackend(ErpBackend):
                 if party is not None and with_list and unit != list_price
                 else PriceSource(kind="list_price", price_list=None, rule=None)
             )
-            lines.append(
-                PriceLine(
-                    sku=line.sku,
-                    quantity=line.quantity,
-                    unit_price=unit,
-                    list_price=list_price,
-                    line_total=unit * line.quantity,
-                    source=source,
-                    as_of=as_of,
-                )
-            )
+            lines.append(price_line(line.sku, line.quantity, unit, list_price, source, as_of))
         return price_check(request.customer, ref.currency, lines, as_of)
 
     async def validate_order(self, request: OrderValidationRequest, ctx: CallContext) -> OrderValidation:
