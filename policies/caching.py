@@ -177,6 +177,22 @@ class _Entry(Generic[T]):
         self.local_until = local_until
 
 
+class BackgroundTasks:
+    """Refreshes that outlive the request that started them; cancelled together at shutdown."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)  # a strong reference until done
+        task.add_done_callback(self._tasks.discard)
+
+    def cancel_all(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+
 class TieredStore:
     """The two tiers. Values are decoded once on the way in and kept decoded in-process."""
 
@@ -187,7 +203,7 @@ class TieredStore:
         self._encoder = msgspec.json.Encoder(decimal_format="string")
         self._envelope = msgspec.json.Decoder(_Envelope)
         self._rechecking: set[str] = set()
-        self._background: set[asyncio.Task[None]] = set()
+        self.background = BackgroundTasks()
 
     def _remember(self, key: str, entry: _Entry[Any]) -> None:
         local = self._local
@@ -256,9 +272,7 @@ class TieredStore:
             finally:
                 self._rechecking.difference_update(keys)
 
-        task = asyncio.create_task(run())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self.background.spawn(run())
 
     async def put_many(self, items: Iterable[tuple[str, Any, OperationCache | float]]) -> None:
         now = time.time()
@@ -325,7 +339,6 @@ class CachingBackend(ErpBackend):
         self.settings = settings
         self.store = TieredStore(redis, settings)
         self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
-        self._background: set[asyncio.Task[Any]] = set()
         self._warehouses: frozenset[str] | None = None
 
     # -- shared machinery ------------------------------------------------------------------
@@ -370,9 +383,7 @@ class CachingBackend(ErpBackend):
             except Exception as exc:  # the stale value keeps being served
                 log.info("background revalidation failed: %s", exc)
 
-        task = asyncio.create_task(run())
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        self.store.background.spawn(run())
 
     async def _read(
         self,
@@ -537,8 +548,7 @@ class CachingBackend(ErpBackend):
         await self.inner.check_ready()
 
     async def aclose(self) -> None:
-        for task in list(self._background):
-            task.cancel()
+        self.store.background.cancel_all()
         await self.inner.aclose()
 
     # -- invalidation (ERP-side change events) ---------------------------------------------
