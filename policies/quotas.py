@@ -84,7 +84,7 @@ class QuotaDecision(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Window:
-    __slots__ = ("exhausted", "index", "last_grant", "leased", "lock", "refill", "used_seen")
+    __slots__ = ("exhausted", "index", "last_grant", "lease", "leased", "used_seen")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -92,10 +92,10 @@ class _Window:
         self.used_seen = 0  # the shared counter as last seen (or the local count without Redis)
         self.exhausted = False  # Redis said nothing is left in this window
         self.last_grant = 0  # size of the last lease: 1 means the window is nearly spent
-        # One lease request at a time per client and window: a burst that finds the lease
-        # empty waits for one Redis round trip instead of sending one each.
-        self.lock = asyncio.Lock()
-        self.refill: asyncio.Task[None] | None = None
+        # The one lease request in flight for this client and window. A burst that finds the
+        # lease empty awaits it together and wakes together: one Redis round trip, and no
+        # queue of requests handed a lock one event-loop turn after another.
+        self.lease: asyncio.Task[bool] | None = None
 
 
 class QuotaLimiter:
@@ -123,65 +123,54 @@ class QuotaLimiter:
         if window is None:
             window = self._windows[key] = _Window(index)
             self._forget_old(index)
-        if window.leased > 0:
-            window.leased -= 1
-            if window.last_grant > 4 and window.leased <= window.last_grant // 4 and window.refill is None:
-                # Lease the next block while this one is spent, so no request waits for Redis.
-                # Not near the end of the window (small leases): there, counting one by one
-                # keeps the limit exact and no token is left stranded in another worker.
-                window.refill = asyncio.create_task(self._refill(client_id, quota, window, index))
-            return self._decision(True, policy, quota, window, reset)
-        async with window.lock:
-            return await self._lease(client_id, policy, quota, window, index, reset)
-
-    async def _ask_redis(self, client_id: str, quota: QuotaClass, index: int) -> tuple[int, int] | None:
-        """(granted, used) from the shared counter, or None when Redis cannot be asked."""
-        if self._script is None or not self._redis.available:
-            return None
-        result = await self._redis.call(
-            lambda r: self._script(
-                keys=[self._redis.key("quota", client_id, str(index))],
-                args=[
-                    quota.requests,
-                    self.settings.lease_divisor,
-                    self.settings.max_lease,
-                    quota.window_seconds * 1000 + 1000,
-                ],
-            ),
-            None,
-        )
-        return None if result is None else (int(result[0]), int(result[1]))
-
-    async def _refill(self, client_id: str, quota: QuotaClass, window: _Window, index: int) -> None:
-        try:
-            async with window.lock:
-                answer = await self._ask_redis(client_id, quota, index)
-                if answer is not None:
-                    granted, window.used_seen = answer
-                    window.leased += granted
-                    window.last_grant = granted
-                    window.exhausted = granted == 0
-        finally:
-            window.refill = None
-
-    async def _lease(
-        self, client_id: str, policy: str, quota: QuotaClass, window: _Window, index: int, reset: int
-    ) -> QuotaDecision:
-        if window.leased > 0:  # another request leased while this one waited for the lock
-            window.leased -= 1
-            return self._decision(True, policy, quota, window, reset)
-        if window.exhausted:
-            return self._decision(False, policy, quota, window, reset)
-        answer = await self._ask_redis(client_id, quota, index)
-        if answer is not None:
-            granted, window.used_seen = answer
-            if granted == 0:
-                window.exhausted = True
+        shared = self._script is not None and self._redis.available
+        while True:  # each turn either answers or waits for one lease round trip
+            if window.leased > 0:
+                window.leased -= 1
+                if (
+                    window.last_grant > 4
+                    and window.leased <= window.last_grant // 4
+                    and window.lease is None
+                    and shared
+                ):
+                    # Lease the next block while this one is spent, so no request waits for Redis.
+                    # Not near the end of the window (small leases): there, counting one by one
+                    # keeps the limit exact and no token is left stranded in another worker.
+                    window.lease = asyncio.create_task(self._lease(client_id, quota, window, index))
+                return self._decision(True, policy, quota, window, reset)
+            if window.exhausted:
                 return self._decision(False, policy, quota, window, reset)
-            window.leased = granted - 1
+            if window.lease is None:
+                if not shared:
+                    return self._without_redis(client_id, policy, quota, index, reset)
+                window.lease = asyncio.create_task(self._lease(client_id, quota, window, index))
+            if not await asyncio.shield(window.lease):
+                return self._without_redis(client_id, policy, quota, index, reset)
+
+    async def _lease(self, client_id: str, quota: QuotaClass, window: _Window, index: int) -> bool:
+        """Ask the shared counter for the next block; False when Redis cannot be asked."""
+        try:
+            result = await self._redis.call(
+                lambda r: self._script(
+                    keys=[self._redis.key("quota", client_id, str(index))],
+                    args=[
+                        quota.requests,
+                        self.settings.lease_divisor,
+                        self.settings.max_lease,
+                        quota.window_seconds * 1000 + 1000,
+                    ],
+                ),
+                None,
+            )
+            if result is None:
+                return False
+            granted, window.used_seen = int(result[0]), int(result[1])
+            window.leased += granted
             window.last_grant = granted
-            return self._decision(True, policy, quota, window, reset)
-        return self._without_redis(client_id, policy, quota, index, reset)
+            window.exhausted = granted == 0
+            return True
+        finally:
+            window.lease = None
 
     def _without_redis(self, client_id: str, policy: str, quota: QuotaClass, index: int, reset: int) -> QuotaDecision:
         mode = self.settings.when_redis_down if self._script is not None else "local"
