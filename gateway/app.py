@@ -15,6 +15,7 @@ from gateway.auth import Authentication, AuthSettings, security_components
 from gateway.auth.settings import split_words
 from gateway.bootstrap import Runtime
 from gateway.hardening import HeaderLimitMiddleware, cors_config
+from gateway.hot_path import HotPath
 from gateway.observability.endpoint import metrics_endpoint
 from gateway.observability.middleware import RequestTelemetry
 from gateway.observability.telemetry import Telemetry
@@ -91,6 +92,9 @@ def create_app(
     )
     app.state.telemetry = telemetry
     app.state.metrics_token = settings.observability.scrape_token()
+    handler = app.asgi_handler
+    if settings.http.hot_path:  # in front of the router, behind the before_send pass
+        handler = HotPath(handler, app, auth, settings.http.max_header_bytes)
     # Outside routing and exception handling: sees every answer, 404s and refusals included.
-    app.asgi_handler = RequestTelemetry(app.asgi_handler, telemetry)
+    app.asgi_handler = RequestTelemetry(handler, telemetry)
     return app

@@ -17,7 +17,7 @@ from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["HeaderLimitMiddleware", "add_security_headers", "cors_config"]
+__all__ = ["HeaderLimitMiddleware", "add_security_headers", "cors_config", "header_bytes"]
 
 _ALWAYS = (
     (b"x-content-type-options", b"nosniff"),
@@ -37,6 +37,11 @@ def add_security_headers(headers: list[tuple[bytes, bytes]], path: str) -> None:
         headers.append(_NO_STORE)
 
 
+def header_bytes(scope: Scope) -> int:
+    """Size of the request's header section as it was on the wire."""
+    return sum(len(name) + len(value) + 4 for name, value in scope["headers"])  # ": " and CRLF
+
+
 class HeaderLimitMiddleware(ASGIMiddleware):
     """Refuses requests whose header section exceeds ``max_bytes`` (431 problem)."""
 
@@ -46,10 +51,7 @@ class HeaderLimitMiddleware(ASGIMiddleware):
         self._max = max_bytes
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        total = 0
-        for name, value in scope["headers"]:
-            total += len(name) + len(value) + 4  # ": " and CRLF, as on the wire
-        if total > self._max:
+        if header_bytes(scope) > self._max:
             raise HTTPException(status_code=431, detail=f"request headers exceed {self._max} bytes")
         await next_app(scope, receive, send)
 

@@ -12,8 +12,9 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.identity import client_identity
 from gateway.observability.middleware import QUOTA_REFUSAL
+from policies.quotas import QuotaDecision
 
-__all__ = ["QuotaExceeded", "QuotaMiddleware", "quota_headers"]
+__all__ = ["QuotaExceeded", "QuotaMiddleware", "note_quota", "quota_headers"]
 
 
 class QuotaExceeded(HTTPException):
@@ -34,6 +35,11 @@ def quota_headers(scope: Scope) -> list[tuple[bytes, bytes]]:
     return found
 
 
+def note_quota(scope: Scope, decision: QuotaDecision) -> None:
+    """Keep the decision's ``RateLimit`` headers for the answer (``quota_headers``)."""
+    scope["state"][_STATE_KEY] = decision.headers()
+
+
 class QuotaMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -46,8 +52,7 @@ class QuotaMiddleware:
         identity = client_identity(scope)
         client_id, client_class = (identity.client_id, identity.client_class) if identity else ("anonymous", "default")
         decision = await limiter.acquire(client_id, client_class)
-        headers = decision.headers()
-        scope["state"][_STATE_KEY] = headers
+        note_quota(scope, decision)
         if not decision.allowed:  # the RateLimit headers are added to the problem by finish_response
             scope["state"][QUOTA_REFUSAL] = "store_down" if decision.store_down else "exceeded"
             if decision.store_down:

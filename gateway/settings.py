@@ -44,6 +44,9 @@ class HttpSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     max_header_bytes: int = 16 * 1024
     #: Browser origins allowed by CORS, space- or comma-separated; empty: CORS off.
     cors_allow_origins: str = ""
+    #: Answer cached single-SKU availability GETs on the hot path, outside Litestar's router
+    #: (same answer and headers; ``gateway.hot_path``). Off: every request takes the full route.
+    hot_path: bool = True
 
 
 class ServerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

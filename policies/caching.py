@@ -57,6 +57,7 @@ __all__ = [
     "OperationCache",
     "cache_status_header",
     "current_cache_outcome",
+    "note_hit",
     "reset_cache_outcome",
 ]
 
@@ -144,6 +145,13 @@ def reset_cache_outcome() -> None:
     _outcome.set(None)
 
 
+def note_hit(ttl: float) -> None:
+    """Record a cache hit served outside ``CachingBackend`` (``cached_availability``)."""
+    note = _note()
+    note.hits += 1
+    note.ttl = ttl if note.ttl is None else min(note.ttl, ttl)
+
+
 def _note() -> CacheOutcome:
     outcome = _outcome.get()
     if outcome is None:
@@ -219,6 +227,20 @@ class TieredStore:
         ``local_ttl_seconds`` it is still served while one background read (per key and
         process) picks up what Redis holds now, a newer entry or an invalidation.
         """
+        found, remote = self._from_local(keys, decoder)
+        if remote and self._redis.available:
+            found.update(await self._fetch(remote, decoder))
+        return found
+
+    def peek(self, key: str, decoder: msgspec.json.Decoder[Any]) -> _Entry[Any] | None:
+        """The in-process entry for ``key``, without waiting for anything (see ``get_many``)."""
+        found, _ = self._from_local((key,), decoder)
+        return found.get(key)
+
+    def _from_local(
+        self, keys: Sequence[str], decoder: msgspec.json.Decoder[Any]
+    ) -> tuple[dict[str, _Entry[Any]], list[str]]:
+        """(usable in-process entries, keys to ask Redis for); schedules the background rechecks."""
         now = time.time()
         found: dict[str, _Entry[Any]] = {}
         remote: list[str] = []
@@ -236,9 +258,7 @@ class TieredStore:
                 recheck.append(key)
         if recheck:
             self._recheck(recheck, decoder)
-        if remote and shared:
-            found.update(await self._fetch(remote, decoder))
-        return found
+        return found, remote
 
     async def _fetch(self, keys: list[str], decoder: msgspec.json.Decoder[Any]) -> dict[str, _Entry[Any]]:
         """Read ``keys`` from Redis into the in-process tier; a key Redis lacks is dropped here too."""
@@ -449,6 +469,18 @@ class CachingBackend(ErpBackend):
             (k, v, self.settings.unknown_sku_ttl_seconds if v is None else rule) for k, v in found.items()
         )
         return found
+
+    def cached_availability(self, sku: str) -> tuple[SkuAvailability, float] | None:
+        """The SKU's stock and seconds of freshness left, when this process holds a fresh answer:
+        no await, no Redis, no ERP (``gateway.hot_path``). None: ask ``get_availability``.
+        Whoever serves it records the hit with ``note_hit``."""
+        entry = self.store.peek(f"avail:{sku}", _AVAIL)
+        if entry is None or entry.value is None:
+            return None
+        ttl = entry.fresh_until - time.time()
+        if ttl <= 0:
+            return None
+        return _select(entry.value, None, "cached"), ttl
 
     async def get_availability(
         self, skus: Sequence[str], warehouses: Sequence[str] | None, ctx: CallContext

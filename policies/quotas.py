@@ -8,8 +8,11 @@ off the hot path, a worker *leases* a few tokens at a time and spends them local
 
 Exactness: never more than ``requests`` pass in a window, whatever the number of workers.
 Near the end of a window leases shrink to one token, so the last requests are counted one by
-one; earlier, a worker can hold at most ``max_lease - 1`` unspent tokens that no other worker
-can use (for 600/min and 2 workers, at most 2 x 8 requests of the 600 may be refused early).
+one; earlier, a worker can hold at most ``lease - 1`` unspent tokens that no other worker can
+use, never more than 1/``lease_divisor`` of what was left (for 600/min and 2 workers, at most
+2 x 8 requests of the 600 may be refused early). ``max_lease`` is sized for high-rate clients:
+a lease must outlast one event-loop turn of a busy worker (a turn can serve 64 requests at 64
+connections), or requests queue for Redis while the next lease is on its way.
 
 When Redis is down, ``when_redis_down`` decides: ``local`` (default) enforces ``requests /
 workers`` per process, ``open`` lets everything through, ``closed`` answers 503.
@@ -64,7 +67,7 @@ class QuotaSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fi
     #: Lease size divisor (see module docs): larger is more exact, smaller makes fewer Redis calls.
     lease_divisor: int = 64
     #: Most tokens one worker leases at once.
-    max_lease: int = 50
+    max_lease: int = 1000
 
 
 class QuotaDecision(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,7 +116,8 @@ class QuotaLimiter:
             return client_class, classes[client_class]
         return "default", classes.get("default") or QuotaClass(requests=6000)
 
-    async def acquire(self, client_id: str, client_class: str) -> QuotaDecision:
+    def _window(self, client_id: str, client_class: str) -> tuple[str, QuotaClass, _Window, int, int]:
+        """(policy, quota, window, window index, seconds to reset) of the client's current window."""
         policy, quota = self._class(client_class)
         now = time.time()
         index = int(now // quota.window_seconds)
@@ -123,25 +127,46 @@ class QuotaLimiter:
         if window is None:
             window = self._windows[key] = _Window(index)
             self._forget_old(index)
-        shared = self._script is not None and self._redis.available
+        return policy, quota, window, index, reset
+
+    def _spend(
+        self, client_id: str, policy: str, quota: QuotaClass, window: _Window, index: int, reset: int
+    ) -> QuotaDecision:
+        """Spend one leased token (``window.leased > 0``)."""
+        window.leased -= 1
+        if (
+            window.last_grant > 4
+            and window.leased <= window.last_grant // 4
+            and window.lease is None
+            and self._script is not None
+            and self._redis.available
+        ):
+            # Lease the next block while this one is spent, so no request waits for Redis.
+            # Not near the end of the window (small leases): there, counting one by one
+            # keeps the limit exact and no token is left stranded in another worker.
+            window.lease = asyncio.create_task(self._lease(client_id, quota, window, index))
+        return self._decision(True, policy, quota, window, reset)
+
+    def try_acquire(self, client_id: str, client_class: str) -> QuotaDecision | None:
+        """``acquire`` when it can grant at once (a leased token at hand, or no Redis to ask);
+        None, with nothing spent, when it would wait for Redis or refuse: then ``acquire``."""
+        policy, quota, window, index, reset = self._window(client_id, client_class)
+        if window.leased > 0:
+            return self._spend(client_id, policy, quota, window, index, reset)
+        if self._script is None or not self._redis.available:
+            decision = self._without_redis(client_id, policy, quota, index, reset)
+            return decision if decision.allowed else None  # a refusal spends nothing
+        return None
+
+    async def acquire(self, client_id: str, client_class: str) -> QuotaDecision:
+        policy, quota, window, index, reset = self._window(client_id, client_class)
         while True:  # each turn either answers or waits for one lease round trip
             if window.leased > 0:
-                window.leased -= 1
-                if (
-                    window.last_grant > 4
-                    and window.leased <= window.last_grant // 4
-                    and window.lease is None
-                    and shared
-                ):
-                    # Lease the next block while this one is spent, so no request waits for Redis.
-                    # Not near the end of the window (small leases): there, counting one by one
-                    # keeps the limit exact and no token is left stranded in another worker.
-                    window.lease = asyncio.create_task(self._lease(client_id, quota, window, index))
-                return self._decision(True, policy, quota, window, reset)
+                return self._spend(client_id, policy, quota, window, index, reset)
             if window.exhausted:
                 return self._decision(False, policy, quota, window, reset)
             if window.lease is None:
-                if not shared:
+                if self._script is None or not self._redis.available:
                     return self._without_redis(client_id, policy, quota, index, reset)
                 window.lease = asyncio.create_task(self._lease(client_id, quota, window, index))
             if not await asyncio.shield(window.lease):

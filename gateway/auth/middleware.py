@@ -22,7 +22,7 @@ from gateway.auth.guards import require_scopes
 from gateway.auth.tokens import TokenError, TokenVerifier
 from gateway.identity import set_client_identity
 
-__all__ = ["EXEMPT_PATHS", "REALM", "BearerAuthMiddleware", "challenge"]
+__all__ = ["EXEMPT_PATHS", "REALM", "BearerAuthMiddleware", "bearer_token", "challenge"]
 
 log = logging.getLogger("erp_gateway.auth")
 
@@ -44,7 +44,7 @@ class BearerAuthMiddleware(ASGIMiddleware):
 
     def __init__(self, verifier: TokenVerifier, max_token_bytes: int) -> None:
         self._verifier = verifier
-        self._max_header = max_token_bytes + len(b"Bearer ")
+        self.max_header_bytes = max_token_bytes + len(b"Bearer ")
 
     @staticmethod
     def should_bypass_for_scope(scope: Scope) -> bool:
@@ -52,7 +52,7 @@ class BearerAuthMiddleware(ASGIMiddleware):
         return scope.get("method") == "OPTIONS" or EXEMPT_PATHS.match(scope["path"]) is not None
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        token = self._bearer_token(scope)
+        token = bearer_token(scope, self.max_header_bytes)
         try:
             identity = await self._verifier.verify(token)
         except TokenError as exc:
@@ -61,26 +61,28 @@ class BearerAuthMiddleware(ASGIMiddleware):
         require_scopes(scope)
         await next_app(scope, receive, send)
 
-    def _bearer_token(self, scope: Scope) -> str:
-        query = scope.get("query_string", b"")
-        if b"access_token" in query and any(
-            name == "access_token" for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
-        ):
-            raise _refuse("tokens in the query string are refused: send an Authorization header", "invalid_request")
-        found: bytes | None = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                if found is not None:
-                    raise _refuse("more than one Authorization header", "invalid_request")
-                found = value
-        if found is None:
-            raise _refuse("a bearer token is required", None)
-        if len(found) > self._max_header:
-            raise _refuse("the token is too large")
-        match = _BEARER.match(found)
-        if match is None:
-            scheme = _SCHEME.match(found)
-            if scheme is not None and scheme.group().lower() != b"bearer":
-                raise _refuse("only Bearer tokens are accepted", None)
-            raise _refuse("the Authorization header is not a bearer token")
-        return match.group(1).decode("ascii")
+
+def bearer_token(scope: Scope, max_header_bytes: int) -> str:
+    """The request's one bearer token (RFC 6750 header form); a 401 refusal otherwise."""
+    query = scope.get("query_string", b"")
+    if b"access_token" in query and any(
+        name == "access_token" for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    ):
+        raise _refuse("tokens in the query string are refused: send an Authorization header", "invalid_request")
+    found: bytes | None = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            if found is not None:
+                raise _refuse("more than one Authorization header", "invalid_request")
+            found = value
+    if found is None:
+        raise _refuse("a bearer token is required", None)
+    if len(found) > max_header_bytes:
+        raise _refuse("the token is too large")
+    match = _BEARER.match(found)
+    if match is None:
+        scheme = _SCHEME.match(found)
+        if scheme is not None and scheme.group().lower() != b"bearer":
+            raise _refuse("only Bearer tokens are accepted", None)
+        raise _refuse("the Authorization header is not a bearer token")
+    return match.group(1).decode("ascii")

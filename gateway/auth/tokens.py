@@ -83,14 +83,22 @@ class TokenVerifier:
         """Drop every cached verification (the signing keys changed)."""
         self._cache.clear()
 
+    def cached(self, token: str) -> ClientIdentity | None:
+        """The caller of a token verified before and not expired since; None: ``verify`` it."""
+        cached = self._cache.get(token)
+        if cached is None:
+            return None
+        if self._clock() < cached[0]:
+            self._cache.move_to_end(token)
+            return cached[1]
+        del self._cache[token]
+        return None
+
     async def verify(self, token: str) -> ClientIdentity:
         """The caller a valid token names; ``TokenError`` otherwise."""
-        cached = self._cache.get(token)
+        cached = self.cached(token)
         if cached is not None:
-            if self._clock() < cached[0]:
-                self._cache.move_to_end(token)
-                return cached[1]
-            del self._cache[token]
+            return cached
         expires, identity = await self._verify(token)
         if self._cache_size:
             self._cache[token] = (expires, identity)

@@ -30,7 +30,7 @@ async def test_a_quota_of_n_holds_across_workers(shared_redis: Callable[[], Redi
 async def test_large_quotas_lease_tokens_instead_of_asking_redis_each_time(
     shared_redis: Callable[[], RedisLink], redis_url: str
 ) -> None:
-    limiter = QuotaLimiter(_settings(100_000), shared_redis(), workers=2)
+    limiter = QuotaLimiter(_settings(100_000, max_lease=50), shared_redis(), workers=2)
     probe = aioredis.Redis.from_url(redis_url)
     before = (await probe.info("commandstats")).get("cmdstat_evalsha", {"calls": 0})["calls"]
     for _ in range(1000):
@@ -49,7 +49,7 @@ async def test_a_burst_on_an_empty_lease_waits_for_one_round_trip_together(
     """200 requests arriving at once: a few lease round trips, and every waiter is woken by
     the lease it waited for, not handed a lock one event-loop turn after another (a queue
     of 200 turns is a latency tail of hundreds of milliseconds under load)."""
-    limiter = QuotaLimiter(_settings(100_000), shared_redis(), workers=1)  # leases of 50
+    limiter = QuotaLimiter(_settings(100_000, max_lease=50), shared_redis(), workers=1)
     probe = aioredis.Redis.from_url(redis_url)
     before = (await probe.info("commandstats")).get("cmdstat_evalsha", {"calls": 0})["calls"]
     turn = 0

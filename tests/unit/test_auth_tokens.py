@@ -94,11 +94,14 @@ async def test_a_cached_token_still_expires(dev_key: RSAKey) -> None:
     clock = Clock()
     verifier, keys = _verifier(dev_key, clock, leeway_seconds=5)
     token = _token(dev_key, clock, ttl=60)
+    assert verifier.cached(token) is None  # never verified: the hot path must not take it
     await verifier.verify(token)
     clock.now += 64  # inside the leeway: still good, from the cache
     await verifier.verify(token)
+    assert verifier.cached(token) is not None
     assert keys.lookups == 1
     clock.now += 2  # past exp + leeway
+    assert verifier.cached(token) is None
     with pytest.raises(TokenError, match="expired"):
         await verifier.verify(token)
 

@@ -1,0 +1,97 @@
+"""The checkout's hot path: a cached ``GET /v1/availability/{sku}`` answered without Litestar's
+routing, middleware and response machinery, which cost three times the rest (docs/benchmarks.md).
+
+It answers only what it can answer *without waiting and without judging*: the token is in the
+verified-token cache, the caller holds the route's scopes, this worker's cache tier holds a
+fresh answer, and a quota token is already leased. Anything else (a token seen for the first
+time, a miss, a stale entry, an empty lease, a query string, a CORS request, a header
+section over the limit, an invalid ``Host``) goes on to the app untouched, which answers it
+as it always does: a 401, a 404, a refresh, a 429. Nothing is spent before the answer is
+certain, so a request the app then serves pays its quota once.
+
+The answer is the same either way: the same JSON, and the same headers from the same
+``before_send`` pass (``gateway.response_headers``: request ID, RateLimit, Cache-Status,
+security headers), and the request telemetry around both records them alike. This runs
+inside ``Litestar.__call__`` (so ``send`` already carries that pass) and outside its router.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Litestar
+from litestar._asgi.utils import is_valid_host
+from litestar.enums import ScopeType
+from litestar.exceptions import HTTPException
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from gateway.auth import Authentication
+from gateway.auth.middleware import bearer_token
+from gateway.hardening import header_bytes
+from gateway.identity import set_client_identity
+from gateway.quota_middleware import note_quota
+from policies.caching import note_hit
+
+__all__ = ["HotPath"]
+
+_PREFIX = "/v1/availability/"
+_JSON = (b"content-type", b"application/json")
+
+
+class HotPath:
+    def __init__(self, app: ASGIApp, litestar: Litestar, auth: Authentication, max_header_bytes: int) -> None:
+        self.app = app
+        self._litestar = litestar
+        self._verifier = auth.verifier
+        self._max_token = auth.middleware.max_header_bytes
+        self._max_header = max_header_bytes
+        # Litestar's own routing decides which handler this is: its path template (the route
+        # label of metrics and spans) and the scopes it declares, read once, never restated.
+        _, handler, _, _, self._template = litestar.asgi_router.handle_routing(path=_PREFIX + "SKU", method="GET")
+        self._scopes: list[str] = handler.opt["scopes"]
+        self._encode = msgspec.json.Encoder().encode  # what Litestar encodes a Struct answer with
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP and scope["method"] == "GET" and scope["path"].startswith(_PREFIX):
+            body = self._answer(scope)
+            if body is not None:
+                headers = [_JSON, (b"content-length", str(len(body)).encode("ascii"))]
+                await send({"type": "http.response.start", "status": 200, "headers": headers})
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+                return
+        await self.app(scope, receive, send)
+
+    def _answer(self, scope: Any) -> bytes | None:
+        """The answer's body, or None: the app answers this request."""
+        sku: str = scope["path"][len(_PREFIX) :]
+        if not sku or "/" in sku or scope["query_string"] or scope.get("root_path"):
+            return None
+        for name, value in scope["headers"]:
+            if name == b"origin" or (name == b"host" and not is_valid_host(value)):
+                return None  # CORS is the app's business; an invalid Host is refused by its router
+        if header_bytes(scope) > self._max_header:
+            return None
+        try:
+            token = bearer_token(scope, self._max_token)
+        except HTTPException:
+            return None
+        identity = self._verifier.cached(token)
+        if identity is None or not all(s in identity.scopes for s in self._scopes):
+            return None
+        runtime = self._litestar.state.runtime
+        cache = runtime.cache
+        found = cache.cached_availability(sku) if cache is not None else None
+        if found is None:
+            return None
+        quotas = runtime.quotas
+        if quotas is not None:
+            decision = quotas.try_acquire(identity.client_id, identity.client_class)
+            if decision is None:
+                return None
+            note_quota(scope, decision)
+        item, ttl = found
+        set_client_identity(scope, identity)
+        scope["path_template"] = self._template
+        note_hit(ttl)
+        return self._encode(item)
