@@ -100,7 +100,9 @@ def gunicorn_log_config(level: str, log_format: str = "json") -> dict[str, Any]:
         "loggers": {
             # The uvicorn worker copies gunicorn's handlers onto its own loggers: give them ours.
             "gunicorn.error": {"level": level, "handlers": ["stderr"], "propagate": False},
-            "gunicorn.access": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+            # No handler: uvicorn, which copies these, then writes no access lines of its own;
+            # the gateway writes them (``observability.access_log``), with route and client.
+            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
             **{name: {"level": "WARNING"} for name in _CHATTY},
         },
     }

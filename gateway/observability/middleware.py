@@ -3,12 +3,15 @@
 It sits outside routing and exception handling, so it sees every answer (404s, 401s, 429s
 included) with the status the ``before_send`` pass noted (``RESPONSE_STATUS``). Per request
 and with traces off: two clock reads, a context variable, a dictionary lookup and the counter
-and histogram updates. With traces on: a server span that continues the caller's
-``traceparent`` and carries the route, status, client and correlation ID.
+and histogram updates; an access log line only for the answers ``observability.access_log``
+asks for (by default the errors: a log line costs more than the rest of a cached answer).
+With traces on: a server span that continues the caller's ``traceparent`` and carries the
+route, status, client and correlation ID.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -24,6 +27,9 @@ from gateway.observability.telemetry import Telemetry
 from policies.caching import current_cache_outcome
 
 __all__ = ["QUOTA_REFUSAL", "RESPONSE_STATUS", "RequestTelemetry"]
+
+#: One line per answer, as ``observability.access_log`` says (uvicorn's own is off).
+access_log = logging.getLogger("erp_gateway.access")
 
 #: Scope-state key: the status of the response, noted by the ``before_send`` pass.
 RESPONSE_STATUS = "response_status"
@@ -51,6 +57,8 @@ class RequestTelemetry:
         self.telemetry = telemetry
         self.metrics = telemetry.metrics
         self.tracer = telemetry.tracer
+        #: Lowest status that gets an access log line (``observability.access_log``).
+        self.access_from = {"all": 0, "errors": 400, "off": 1000}[telemetry.settings.access_log]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
@@ -64,9 +72,25 @@ class RequestTelemetry:
             else:
                 await self._traced(scope, receive, send)
         finally:
+            seconds = time.perf_counter() - start
             if self.metrics is not None:
-                self._record(scope, time.perf_counter() - start)
+                self._record(scope, seconds)
+            if self.access_from <= scope["state"].get(RESPONSE_STATUS, 500):
+                self._access_line(scope, seconds)
             REQUEST_SCOPE.reset(token)
+
+    @staticmethod
+    def _access_line(scope: HTTPScope, seconds: float) -> None:
+        # The route template, never the path: no SKU, order number or query string in the logs.
+        identity = client_identity(scope)
+        access_log.info(
+            "%s %s %s %.1f ms client=%s",
+            scope["method"],
+            scope.get("path_template") or "unmatched",
+            scope["state"].get(RESPONSE_STATUS, 500),
+            seconds * 1000,
+            identity.client_id if identity else "anonymous",
+        )
 
     def _record(self, scope: HTTPScope, seconds: float) -> None:
         metrics = self.metrics

@@ -31,6 +31,8 @@ class ObservabilitySettings(msgspec.Struct, kw_only=True, frozen=True, forbid_un
     metrics_max_clients: int = 50
     #: ``json`` (one object per line) or ``text`` (for a terminal).
     log_format: Literal["json", "text"] = "json"
+    #: Access log lines: ``errors`` (answers with status >= 400), ``all``, or ``off``.
+    access_log: Literal["errors", "all", "off"] = "errors"
 
     def scrape_token(self) -> str:
         """The token /metrics requires, from the file when one is named."""

@@ -253,3 +253,39 @@ def test_logs_outside_tracing_take_the_callers_trace_id(client: TestClient[Any])
     record = json.loads(capture.lines[0])
     assert (record["correlation_id"], record["trace_id"]) == ("req-2", TRACE_ID)
     assert "span_id" not in record
+
+
+@pytest.mark.parametrize(
+    ("access_log", "logged"),
+    [
+        ("errors", ["GET /v1/availability/{sku} 404"]),
+        ("all", ["GET /v1/availability/{sku} 200"] * 2 + ["GET /v1/availability/{sku} 404"]),
+        ("off", []),
+    ],
+)
+def test_access_lines_name_route_status_and_client_never_the_path(
+    settings: Settings, app_client: Any, mint: Mint, access_log: str, logged: list[str]
+) -> None:
+    observability = msgspec.structs.replace(settings.observability, access_log=access_log)
+    capture = _Capture()
+    access = logging.getLogger("erp_gateway.access")
+    access.addHandler(capture)
+    old = access.level
+    access.setLevel(logging.INFO)
+    try:
+        with app_client(
+            msgspec.structs.replace(settings, observability=observability), token=mint(client_id="storefront")
+        ) as client:
+            client.get("/v1/availability/LAMP-WHT", headers={"X-Request-ID": "req-a"})
+            client.get("/v1/availability/LAMP-WHT", headers={"X-Request-ID": "req-a"})  # the hot path
+            client.get("/v1/availability/NO-SUCH-SKU", headers={"X-Request-ID": "req-a"})
+    finally:
+        access.removeHandler(capture)
+        access.setLevel(old)
+    records = [json.loads(line) for line in capture.lines]
+    assert [r["msg"].rsplit(" ", 3)[0] for r in records] == logged
+    for record in records:
+        assert record["msg"].endswith(" ms client=storefront")
+        assert record["correlation_id"] == "req-a"
+        assert "LAMP-WHT" not in record["msg"]
+        assert "NO-SUCH-SKU" not in record["msg"]
