@@ -43,7 +43,7 @@ test: lint tryton redis
 	$(BIN)/python -m pytest
 
 # Benchmarks (not tests): throughput and latency side by side, written to docs/benchmarks.md.
-bench: $(STAMP) redis
+bench: $(STAMP) redis tryton
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench

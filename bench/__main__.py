@@ -1,6 +1,6 @@
 """Throughput and latency of the checkout's hot path, side by side (issue 7).
 
-    .venv/bin/python -m bench [--rounds 5] [--duration 10] [--connections 64] [--cases a,b,c,d,e,h]
+    .venv/bin/python -m bench [--rounds 5] [--duration 10] [--connections 64] [--cases a,b,c,d,e,t,m]
 
 Each server runs under the same gunicorn configuration (uvicorn worker, 2 workers, loopback),
 driven by wrk (Debian package) with a Lua script for headers and bodies. Rounds run back to
@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -54,6 +54,10 @@ class Case:
     body: str | None = None
     auth: bool = False
     connections: int | None = None
+    #: Extra request headers (the Tryton session of the direct case).
+    headers: dict[str, str] = field(default_factory=dict)
+    #: A server that is already running (Tryton): nothing to start.
+    url: str | None = None
     results: list[tuple[float, float, float]] = field(default_factory=list)  # (req/s, p50 ms, p99 ms)
 
 
@@ -82,6 +86,9 @@ def _gateway(port: int, _: Path) -> list[str]:
 
 @contextmanager
 def _server(case: Case, workdir: Path, env: dict[str, str]) -> Iterator[str]:
+    if case.url is not None:
+        yield case.url
+        return
     port = free_port()
     log = (workdir / f"{case.key}.log").open("wb")
     proc = subprocess.Popen(
@@ -125,12 +132,22 @@ def _wrk(
     url: str, case: Case, token: str, duration: int, connections: int, workdir: Path
 ) -> tuple[float, float, float]:
     script = workdir / f"{case.key}.lua"
-    auth = f'wrk.headers["Authorization"] = "Bearer {token}"' if case.auth else ""
+    headers = {**({"Authorization": f"Bearer {token}"} if case.auth else {}), **case.headers}
+    auth = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items())
     script.write_text(
         _LUA.format(method=json.dumps(case.method), body=json.dumps(case.body) if case.body else "nil", auth=auth)
     )
     out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url + case.path],
+        [
+            "wrk",
+            f"-t{min(2, connections)}",
+            f"-c{connections}",
+            f"-d{duration}s",
+            "--latency",
+            "-s",
+            str(script),
+            url + case.path,
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -171,12 +188,60 @@ def _erp_calls_per_1000(url: str, token: str, calls_log: Path, duration: int, wo
     return 1000 * calls / max(1.0, rps * duration)
 
 
+def _tryton_cases(stack: ExitStack, workdir: Path) -> dict[str, Case]:
+    """(e) for context: a real Tryton (the test harness's, seeded with the dataset), asked for one
+    SKU's stock directly over JSON-RPC, as a storefront without a gateway would, and through
+    the gateway with its cache off (the adapter asks once per warehouse, in parallel)."""
+    from tests.harness.tryton import TrytonServer
+
+    tryton = stack.enter_context(TrytonServer())
+    rpc = tryton.rpc().login()
+    (east, *_) = rpc.model("stock.location", "search_read", [["type", "=", "warehouse"]], 0, None, None, ["code"])
+    context = {k: v for k, v in rpc.context.items() if isinstance(v, int | str | bool)} | {"locations": [east["id"]]}
+    fields = ["code", "quantity", "forecast_quantity", "default_uom.name"]
+    body = {
+        "id": 1,
+        "method": "model.product.product.search_read",
+        "params": [[["code", "in", ["TEE-NVY-M"]]], 0, None, None, fields, context],
+    }
+    session = rpc._auth or ""
+    return {
+        "t1": Case(
+            "t1",
+            "(e) Tryton directly: stock of one SKU in one warehouse (JSON-RPC), 1 connection",
+            f"/{tryton.database}/rpc/",
+            _gateway,
+            method="POST",
+            body=json.dumps(body),
+            headers={"Authorization": session},
+            connections=1,
+            url=tryton.url,
+        ),
+        "t2": Case(
+            "t2",
+            "(e) erp-gateway on Tryton, uncached (2 warehouses, 2 calls in parallel), 1 connection",
+            "/v1/availability/TEE-NVY-M",
+            _gateway,
+            env={
+                "ERPGW_BACKEND": "tryton",
+                "ERPGW_TRYTON__URL": tryton.url,
+                "ERPGW_TRYTON__DATABASE": tryton.database,
+                "ERPGW_TRYTON__USER": tryton.user,
+                "ERPGW_TRYTON__PASSWORD": tryton.password,
+                "ERPGW_CACHE__ENABLED": "false",
+            },
+            auth=True,
+            connections=1,
+        ),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--cases", default="a,b,c,d,e,m")
+    parser.add_argument("--cases", default="a,b,c,d,e,t,m")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
@@ -242,13 +307,18 @@ def main(argv: list[str] | None = None) -> int:
             connections=8,
         ),
     }
-    cases = [all_cases[k] for k in args.cases.split(",") if k in all_cases]
+    wanted = args.cases.split(",")
     extra: dict[str, str] = {}
+    stack = ExitStack()
+    if "t" in wanted:
+        all_cases.update(_tryton_cases(stack, workdir))
+        wanted[wanted.index("t") : wanted.index("t") + 1] = ["t1", "t2"]
+    cases = [all_cases[k] for k in wanted if k in all_cases]
     try:
         for round_no in range(1, args.rounds + 1):
             for case in cases:
                 with _server(case, workdir, gateway_env if case.start is _gateway else {}) as url:
-                    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+                    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json", **case.headers}
                     httpx.request(case.method, url + case.path, content=case.body, headers=headers, timeout=10)  # warm
                     result = _wrk(url, case, token, args.duration, case.connections or args.connections, workdir)
                 case.results.append(result)
@@ -273,6 +343,7 @@ def main(argv: list[str] | None = None) -> int:
             extra["ERP calls per 1,000 hot-SKU requests"] = f"{per_1000:.3f}"
             print(f"ERP calls per 1,000 hot-SKU requests: {per_1000:.3f}")
     finally:
+        stack.close()
         redis.stop()
     _report(cases, extra, args)
     return 0
@@ -317,6 +388,13 @@ def _report(cases: list[Case], extra: dict[str, str], args: argparse.Namespace) 
             f"- Gateway overhead on a miss: p50 {p50:.2f} ms against a 50 ms ERP call = "
             f"{p50 - 50:.2f} ms (target <= 2 ms)"
         )
+    if "t1" in by_key and "t2" in by_key:
+        direct = statistics.median(r[1] for r in by_key["t1"].results)
+        gateway = statistics.median(r[1] for r in by_key["t2"].results)
+        lines.append(
+            f"- Tryton through the gateway against Tryton directly: p50 {gateway:.2f} ms against {direct:.2f} ms "
+            "(the gateway's answer needs one Tryton call per warehouse, made in parallel)"
+        )
     for name, value in extra.items():
         lines.append(f"- {name}: {value}")
     lines.append("")
@@ -327,7 +405,15 @@ def _report(cases: list[Case], extra: dict[str, str], args: argparse.Namespace) 
     print(f"wrote {args.out}")
 
 
-_SHORT = {"a": "bare", "b": "gateway", "c": "FastAPI", "d": "batch 100", "e": "uncached"}
+_SHORT = {
+    "a": "bare",
+    "b": "gateway",
+    "c": "FastAPI",
+    "d": "batch 100",
+    "e": "uncached",
+    "t1": "Tryton direct",
+    "t2": "via gateway",
+}
 
 
 def _chart(cases: list[Case], path: Path) -> None:
