@@ -71,6 +71,7 @@ def create_app(
         # Built here, in the worker, after gunicorn forked: clients are never shared across processes.
         app.state.runtime = Runtime(settings, adapter=backend, telemetry=telemetry)
         telemetry.watch_breakers(list(app.state.runtime.guarded.breakers.values()))
+        telemetry.start_flushing()
         try:
             yield
         finally:

@@ -213,6 +213,11 @@ class TieredStore:
         self._rechecking: set[str] = set()
         self.background = BackgroundTasks()
 
+    @property
+    def size(self) -> int:
+        """Entries held in-process (at most ``local_max_entries``)."""
+        return len(self._local)
+
     def _remember(self, key: str, entry: _Entry[Any]) -> None:
         local = self._local
         local[key] = entry
@@ -363,8 +368,10 @@ class CachingBackend(ErpBackend):
 
     # -- shared machinery ------------------------------------------------------------------
 
-    async def _coalesced(self, keys: Sequence[str], fetch: Fetch) -> dict[str, Any]:
-        """Values for ``keys`` from ONE fetch per key in this process, however many ask at once."""
+    def _join(self, keys: Sequence[str], fetch: Fetch) -> list[asyncio.Task[dict[str, Any]]]:
+        """The fetches that will bring ``keys``: the ones in flight in this process, and ONE new
+        fetch for the rest, registered before this returns (so a request in the same event-loop
+        turn joins it instead of starting its own)."""
         tasks: dict[asyncio.Task[dict[str, Any]], None] = {}
         mine = [k for k in keys if k not in self._inflight]
         if len(mine) < len(keys):
@@ -386,8 +393,12 @@ class CachingBackend(ErpBackend):
 
             task.add_done_callback(done)
             tasks[task] = None
+        return list(tasks)
+
+    async def _coalesced(self, keys: Sequence[str], fetch: Fetch) -> dict[str, Any]:
+        """Values for ``keys`` from ONE fetch per key in this process, however many ask at once."""
         out: dict[str, Any] = {}
-        for task in tasks:
+        for task in self._join(keys, fetch):
             out.update(await asyncio.shield(task))
         return {k: out[k] for k in keys if k in out}
 
@@ -396,12 +407,14 @@ class CachingBackend(ErpBackend):
         todo = [k for k in keys if k not in self._inflight]
         if not todo:
             return
+        tasks = self._join(todo, fetch)
 
         async def run() -> None:
-            try:
-                await self._coalesced(todo, fetch)
-            except Exception as exc:  # the stale value keeps being served
-                log.info("background revalidation failed: %s", exc)
+            for task in tasks:
+                try:
+                    await task
+                except Exception as exc:  # the stale value keeps being served
+                    log.info("background revalidation failed: %s", exc)
 
         self.store.background.spawn(run())
 

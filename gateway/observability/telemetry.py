@@ -3,6 +3,7 @@ composition root hands to the policies, the adapters and the Redis client."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -15,7 +16,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from erp_backends.port import CallContext
-from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.metrics import FLUSH_SECONDS, GatewayMetrics
 from gateway.observability.settings import ObservabilitySettings
 from gateway.observability.tracing import build_tracer_provider, traceparent_of
 from policies.circuit_breaking import SharedCircuitBreaker
@@ -87,6 +88,7 @@ class Telemetry:
     def __init__(self, settings: ObservabilitySettings, span_processor: SpanProcessor | None = None) -> None:
         self.settings = settings
         self.metrics = GatewayMetrics(settings.metrics_max_clients) if settings.metrics_enabled else None
+        self._flusher: asyncio.Task[None] | None = None
         self.tracer_provider: TracerProvider | None = build_tracer_provider(settings, span_processor)
         self.tracer: Tracer | None = (
             self.tracer_provider.get_tracer("erp_gateway") if self.tracer_provider is not None else None
@@ -127,6 +129,22 @@ class Telemetry:
             self.metrics.set_breaker_state(breaker.name, breaker.state)
             breaker.breaker.add_listener(_BreakerWatcher(self.metrics, breaker.name))
 
+    def start_flushing(self) -> None:
+        """At start-up, in the worker's event loop: flush the tallied request metrics periodically."""
+        if self.metrics is not None and self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_every(self.metrics))
+
+    @staticmethod
+    async def _flush_every(metrics: GatewayMetrics) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_SECONDS)
+            metrics.flush()
+
     def shutdown(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            self._flusher = None
+        if self.metrics is not None:
+            self.metrics.flush()
         if self.tracer_provider is not None:
             self.tracer_provider.shutdown()

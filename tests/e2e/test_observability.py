@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.observability.metrics import FLUSH_SECONDS
 from tests.harness.gateway_process import GatewayProcess
 
 pytestmark = pytest.mark.e2e
@@ -55,7 +57,12 @@ def test_counters_of_two_workers_add_up(gateway: GatewayProcess, token: str) -> 
     with ThreadPoolExecutor(max_workers=8) as pool:
         assert set(pool.map(one, range(REQUESTS))) == {200}
 
+    # Each worker writes its tallies every FLUSH_SECONDS: wait for both (bounded).
+    deadline = time.monotonic() + 10 * FLUSH_SECONDS
     per_worker = _worker_counts(gateway.worker_pids())
+    while sum(per_worker.values()) < REQUESTS and time.monotonic() < deadline:
+        time.sleep(0.2)
+        per_worker = _worker_counts(gateway.worker_pids())
     assert sum(per_worker.values()) == REQUESTS
     assert all(count > 0 for count in per_worker.values()), per_worker  # both workers served some
     for _ in range(3):  # any worker answers the scrape with the sum of both

@@ -116,6 +116,8 @@ def test_metrics_count_the_request_its_erp_call_and_the_cache(traced: TestClient
     assert value(found, "erpgw_http_requests_total", status="200", **labels) == 2
     assert value(found, "erpgw_http_requests_total", status="404", **labels) == 1
     assert value(found, "erpgw_http_request_duration_seconds_count", route=ROUTE, method="GET") == 3
+    assert 0 < value(found, "erpgw_http_request_duration_seconds_sum", route=ROUTE, method="GET") < 10
+    assert value(found, "erpgw_http_request_duration_seconds_bucket", route=ROUTE, method="GET", le="10.0") == 3
     erp = {"backend": "sample", "operation": "get_availability", "outcome": "ok"}
     assert value(found, "erpgw_erp_call_duration_seconds_count", **erp) == 2  # LAMP-WHT once, NO-SUCH-SKU once
     assert value(found, "erpgw_erp_calls_in_flight", backend="sample") == 0
