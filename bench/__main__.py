@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.catalog import CatalogStep, measure_catalog
 from erp_backends.dataset import load_dataset
@@ -60,6 +61,8 @@ class Case:
     headers: dict[str, str] = field(default_factory=dict)
     #: A server that is already running (Tryton): nothing to start.
     url: str | None = None
+    #: Mean request duration minus mean ERP call duration, from the gateway's own metrics (e).
+    overhead_ms: list[float] = field(default_factory=list)
     #: Redis commands per request during each run (gateway cases on the hot path).
     redis_per_request: list[float] = field(default_factory=list)
     results: list[tuple[float, float, float]] = field(default_factory=list)  # (req/s, p50 ms, p99 ms)
@@ -167,6 +170,28 @@ def _wrk(
         return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
     return rps, pct("50"), pct("99")
+
+
+def _overhead_ms(url: str) -> float:
+    """What the gateway adds to an uncached answer, by its own histograms: mean request duration
+    minus mean duration of the ERP call inside it (every request here makes exactly one)."""
+    sums: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=10).text):
+        for sample in family.samples:
+            if (
+                sample.name
+                in (
+                    "erpgw_http_request_duration_seconds_sum",
+                    "erpgw_http_request_duration_seconds_count",
+                    "erpgw_erp_call_duration_seconds_sum",
+                    "erpgw_erp_call_duration_seconds_count",
+                )
+                and sample.labels.get("route", "/v1/availability/{sku}") == "/v1/availability/{sku}"
+            ):
+                sums[sample.name] = sums.get(sample.name, 0.0) + sample.value
+    request = sums["erpgw_http_request_duration_seconds_sum"] / sums["erpgw_http_request_duration_seconds_count"]
+    erp = sums["erpgw_erp_call_duration_seconds_sum"] / sums["erpgw_erp_call_duration_seconds_count"]
+    return (request - erp) * 1000
 
 
 def _redis_commands(url: str) -> int:
@@ -338,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
                     httpx.request(case.method, url + case.path, content=case.body, headers=headers, timeout=10)  # warm
                     before = _redis_commands(redis.url)
                     result = _wrk(url, case, token, args.duration, case.connections or args.connections, workdir)
+                    if case.key == "e":
+                        case.overhead_ms.append(_overhead_ms(url))
                     if case.key in ("b", "d"):
                         case.redis_per_request.append(
                             (_redis_commands(redis.url) - before) / max(1.0, result[0] * args.duration)
@@ -408,7 +435,8 @@ def _report(cases: list[Case], extra: dict[str, str], catalog: list[CatalogStep]
         p50 = statistics.median(r[1] for r in by_key["e"].results)
         lines.append(
             f"- Gateway overhead on a miss: p50 {p50:.2f} ms against a 50 ms ERP call = "
-            f"{p50 - 50:.2f} ms (target <= 2 ms)"
+            f"{p50 - 50:.2f} ms (target <= 2 ms); by the gateway's own histograms, mean request minus mean "
+            f"ERP call: {statistics.median(by_key['e'].overhead_ms):.2f} ms"
         )
     for case in cases:
         if case.redis_per_request:

@@ -30,12 +30,11 @@ _NO_STORE = (b"cache-control", b"no-store")
 
 def add_security_headers(headers: list[tuple[bytes, bytes]], path: str) -> None:
     """Append the security headers every answer gets (see ``gateway.response_headers``)."""
-    no_store = path.startswith("/v1/") and not any(name.lower() == b"cache-control" for name, _ in headers)
+    if path.startswith("/v1/") and not any(name.lower() == b"cache-control" for name, _ in headers):
+        headers.append(_NO_STORE)
     headers.extend(_ALWAYS)
     if not path.startswith("/docs"):
         headers.extend(_API_ONLY)
-    if no_store:
-        headers.append(_NO_STORE)
 
 
 def header_bytes(scope: Scope) -> int:

@@ -1,8 +1,8 @@
 """Headers every answer gets, added in ONE ``before_send`` pass (it runs on the hot path).
 
-In order: the correlation ID (``X-Request-ID``), the per-client quota (``RateLimit``,
-``RateLimit-Policy``, left in the scope by the quota middleware), ``Cache-Status`` (RFC 9211)
-when the cache took part, and the security headers; then the audit log line for writes.
+In order: the security headers, the correlation ID (``X-Request-ID``), the per-client quota
+(``RateLimit``, ``RateLimit-Policy``, left in the scope by the quota middleware), and
+``Cache-Status`` (RFC 9211) when the cache took part; then the audit log line for writes.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ async def finish_response(message: Message, scope: Scope) -> None:
         return
     scope["state"][RESPONSE_STATUS] = message["status"]  # for the request metrics and span
     headers = list(message.get("headers", ()))
+    add_security_headers(headers, scope.get("path", ""))  # first: it looks for the route's own Cache-Control
     headers.append((b"x-request-id", correlation_id(scope).encode("ascii")))
     headers.extend(quota_headers(scope))
     if (cache_status := cache_status_header()) is not None:
         headers.append((b"cache-status", cache_status.encode("ascii")))
-    add_security_headers(headers, scope.get("path", ""))
     message["headers"] = headers
     audit_writes(message, scope)
