@@ -17,7 +17,7 @@ from litestar.exceptions import HTTPException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["HeaderLimitMiddleware", "add_security_headers", "cors_config", "header_bytes"]
+__all__ = ["HeaderLimitMiddleware", "add_security_headers", "cors_config", "header_bytes", "header_size"]
 
 _ALWAYS = (
     (b"x-content-type-options", b"nosniff"),
@@ -37,9 +37,14 @@ def add_security_headers(headers: list[tuple[bytes, bytes]], path: str) -> None:
         headers.extend(_API_ONLY)
 
 
+def header_size(name: bytes, value: bytes) -> int:
+    """Bytes one header line took on the wire (``": "`` and CRLF included)."""
+    return len(name) + len(value) + 4
+
+
 def header_bytes(scope: Scope) -> int:
     """Size of the request's header section as it was on the wire."""
-    return sum(len(name) + len(value) + 4 for name, value in scope["headers"])  # ": " and CRLF
+    return sum(header_size(name, value) for name, value in scope["headers"])
 
 
 class HeaderLimitMiddleware(ASGIMiddleware):

@@ -27,8 +27,8 @@ from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth import Authentication
-from gateway.auth.middleware import bearer_token
-from gateway.hardening import header_bytes
+from gateway.auth.middleware import parse_bearer
+from gateway.hardening import header_size
 from gateway.identity import set_client_identity
 from gateway.quota_middleware import note_quota
 from policies.caching import note_hit
@@ -67,13 +67,21 @@ class HotPath:
         sku: str = scope["path"][len(_PREFIX) :]
         if not sku or "/" in sku or scope["query_string"] or scope.get("root_path"):
             return None
+        # One pass over the headers (the app's middlewares each make their own).
+        size = 0
+        authorization: bytes | None = None
         for name, value in scope["headers"]:
-            if name == b"origin" or (name == b"host" and not is_valid_host(value)):
+            size += header_size(name, value)
+            if name == b"authorization":
+                if authorization is not None:
+                    return None  # refused by the app
+                authorization = value
+            elif name == b"origin" or (name == b"host" and not is_valid_host(value)):
                 return None  # CORS is the app's business; an invalid Host is refused by its router
-        if header_bytes(scope) > self._max_header:
+        if size > self._max_header:
             return None
         try:
-            token = bearer_token(scope, self._max_token)
+            token = parse_bearer(authorization, self._max_token)
         except HTTPException:
             return None
         identity = self._verifier.cached(token)

@@ -22,7 +22,7 @@ from gateway.auth.guards import require_scopes
 from gateway.auth.tokens import TokenError, TokenVerifier
 from gateway.identity import set_client_identity
 
-__all__ = ["EXEMPT_PATHS", "REALM", "BearerAuthMiddleware", "bearer_token", "challenge"]
+__all__ = ["EXEMPT_PATHS", "REALM", "BearerAuthMiddleware", "bearer_token", "challenge", "parse_bearer"]
 
 log = logging.getLogger("erp_gateway.auth")
 
@@ -75,6 +75,11 @@ def bearer_token(scope: Scope, max_header_bytes: int) -> str:
             if found is not None:
                 raise _refuse("more than one Authorization header", "invalid_request")
             found = value
+    return parse_bearer(found, max_header_bytes)
+
+
+def parse_bearer(found: bytes | None, max_header_bytes: int) -> str:
+    """The token of the request's one ``Authorization`` header value; a 401 refusal otherwise."""
     if found is None:
         raise _refuse("a bearer token is required", None)
     if len(found) > max_header_bytes:

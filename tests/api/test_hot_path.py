@@ -93,10 +93,23 @@ def test_what_it_cannot_answer_goes_to_the_router(app_client: AppClient, tmp_pat
         prices_only = {"Authorization": f"Bearer {mint('prices:read')}"}
         assert_problem(client.get(PATH, headers=prices_only), 403, "forbidden")
         assert_problem(client.get(PATH, headers=prices_only), 403, "forbidden")
-        assert router.calls == calls + 5  # every one of them
+        assert_problem(client.get(PATH, headers={"X-Padding": "x" * 17_000}), 431, "headers-too-large")
+        assert router.calls == calls + 6  # every one of them
 
         assert client.get(PATH).json()["freshness"] == "cached"
-        assert router.calls == calls + 5
+        assert router.calls == calls + 6
+
+
+def test_two_authorization_headers_are_left_to_the_router(app_client: AppClient, tmp_path: Path) -> None:
+    # The test client joins repeated headers into one, as HTTP allows; uvicorn passes both on.
+    with gateway(app_client, tmp_path, "doubled") as (client, _):
+        client.get(PATH)  # the token and the SKU are cached now
+        hot = client.app.asgi_handler.app
+        authorization = client.headers["Authorization"].encode()
+        headers = [(b"host", b"testserver"), (b"authorization", authorization)]
+        scope: dict[str, Any] = {"type": "http", "method": "GET", "path": PATH, "query_string": b"", "state": {}}
+        assert hot._answer({**scope, "headers": [*headers, (b"authorization", authorization)]}) is None
+        assert hot._answer({**scope, "headers": headers}) is not None  # the same request, once
 
 
 def test_the_quota_holds_on_the_hot_path(app_client: AppClient, tmp_path: Path, mint: Mint) -> None:
