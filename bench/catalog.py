@@ -2,7 +2,8 @@
 
 Fills a worker's tier (``policies.caching.TieredStore``, as the gateway builds it, without
 Redis) with availability answers for 1k, 10k and 100k distinct SKUs, and after each step
-reports the memory the tier holds (tracemalloc) and what a lookup of a cached SKU costs. The
+reports the memory the tier holds once every entry has been served (tracemalloc; an entry keeps
+its answer's JSON) and what a lookup of a cached SKU costs. The
 tier keeps ``cache.local_max_entries`` (20,000 by default), least recently used out first, so
 past that the memory must stop growing and the lookup cost must not move.
 """
@@ -68,6 +69,8 @@ async def _measure(settings: CacheSettings, workdir: Path) -> list[CatalogStep]:
         for target in STEPS:
             await _fill(cache, filled, target, as_of)
             filled = target
+            for i in range(max(0, filled - settings.local_max_entries), filled):
+                cache.cached_availability(f"SKU-{i:06d}")  # every entry served once: its JSON is kept too
             gc.collect()
             held.append((tracemalloc.get_traced_memory()[0] - base) / 1e6)
         tracemalloc.stop()

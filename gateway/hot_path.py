@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
 from litestar import Litestar
 from litestar._asgi.utils import is_valid_host
 from litestar.enums import ScopeType
@@ -28,6 +27,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 
 from gateway.auth import Authentication
 from gateway.auth.middleware import parse_bearer
+from gateway.bootstrap import Runtime
 from gateway.hardening import header_size
 from gateway.identity import set_client_identity
 from gateway.quota_middleware import note_quota
@@ -50,7 +50,6 @@ class HotPath:
         # label of metrics and spans) and the scopes it declares, read once, never restated.
         _, handler, _, _, self._template = litestar.asgi_router.handle_routing(path=_PREFIX + "SKU", method="GET")
         self._scopes: list[str] = handler.opt["scopes"]
-        self._encode = msgspec.json.Encoder().encode  # what Litestar encodes a Struct answer with
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP and scope["method"] == "GET" and scope["path"].startswith(_PREFIX):
@@ -87,7 +86,7 @@ class HotPath:
         identity = self._verifier.cached(token)
         if identity is None or not all(s in identity.scopes for s in self._scopes):
             return None
-        runtime = self._litestar.state.runtime
+        runtime: Runtime = self._litestar.state.runtime
         cache = runtime.cache
         found = cache.cached_availability(sku) if cache is not None else None
         if found is None:
@@ -98,8 +97,8 @@ class HotPath:
             if decision is None:
                 return None
             note_quota(scope, decision)
-        item, ttl = found
+        body, ttl = found
         set_client_identity(scope, identity)
         scope["path_template"] = self._template
         note_hit(ttl)
-        return self._encode(item)
+        return body
