@@ -30,8 +30,12 @@ _NO_STORE = (b"cache-control", b"no-store")
 
 def add_security_headers(headers: list[tuple[bytes, bytes]], path: str) -> None:
     """Append the security headers every answer gets (see ``gateway.response_headers``)."""
-    if path.startswith("/v1/") and not any(name.lower() == b"cache-control" for name, _ in headers):
-        headers.append(_NO_STORE)
+    if path.startswith("/v1/"):
+        for name, _ in headers:
+            if name.lower() == b"cache-control":
+                break  # the route chose its own
+        else:
+            headers.append(_NO_STORE)
     headers.extend(_ALWAYS)
     if not path.startswith("/docs"):
         headers.extend(_API_ONLY)
