@@ -493,16 +493,23 @@ def _chart(cases: list[Case], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    labels = [f"{c.key}\n{_SHORT.get(c.key, '')}" for c in cases]
+    labels = [f"({c.key}) {_SHORT.get(c.key, '')}" for c in cases]
     rps = [statistics.median(r[0] for r in c.results) for c in cases]
     p99 = [statistics.median(r[2] for r in c.results) for c in cases]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     left.bar(labels, rps, color="#3b7dd8")
-    left.set_title("throughput (req/s, median)")
+    left.set_title("throughput (req/s, median, log scale)")
     right.bar(labels, p99, color="#d8663b")
-    right.set_title("p99 latency (ms, median)")
-    for ax in (left, right):
+    right.set_title("p99 latency (ms, median, log scale)")
+    for ax, values in ((left, rps), (right, p99)):
+        ax.set_yscale("log")  # cached answers and ERP round trips differ by three orders of magnitude
         ax.grid(axis="y", alpha=0.3)
+        ax.tick_params(axis="x", labelrotation=35)
+        for tick in ax.get_xticklabels():
+            tick.set_horizontalalignment("right")
+        for x, value in enumerate(values):
+            text = f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
+            ax.annotate(text, (x, value), ha="center", va="bottom", fontsize=7)
     fig.suptitle(f"erp-gateway, {WORKERS} gunicorn workers, wrk over loopback (docs/benchmarks.md)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
