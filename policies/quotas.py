@@ -153,6 +153,8 @@ class QuotaLimiter:
         policy, quota, window, index, reset = self._window(client_id, client_class)
         if window.leased > 0:
             return self._spend(client_id, policy, quota, window, index, reset)
+        if window.exhausted or window.lease is not None:
+            return None  # refused by Redis for this window, or a lease is on its way: as acquire() decides
         if self._script is None or not self._redis.available:
             decision = self._without_redis(client_id, policy, quota, index, reset)
             return decision if decision.allowed else None  # a refusal spends nothing

@@ -100,6 +100,25 @@ async def test_without_redis_each_process_enforces_its_share(redis_server: objec
     assert verdicts[0].store_down
 
 
+async def test_a_window_redis_refused_stays_refused_on_the_hot_path_when_redis_goes(
+    redis_server: object, redis_url: str
+) -> None:
+    link = RedisLink(RedisSettings(url=redis_url, retry_seconds=30))
+    limiter = QuotaLimiter(_settings(3, when_redis_down="local"), link, workers=1)
+    assert [(await limiter.acquire("storefront", "default")).allowed for _ in range(4)] == [True] * 3 + [False]
+    redis_server.stop()  # type: ignore[attr-defined]
+    try:
+        await link.ping()  # Redis is now known to be down
+        assert not link.available
+        # The hot path must not grant from the local share what Redis already refused...
+        assert limiter.try_acquire("storefront", "default") is None
+        # ...and the full path refuses it, as before.
+        assert not (await limiter.acquire("storefront", "default")).allowed
+    finally:
+        redis_server.start()  # type: ignore[attr-defined]
+        await link.aclose()
+
+
 async def test_fail_closed_refuses_while_redis_is_down(redis_server: object, redis_url: str) -> None:
     link = RedisLink(RedisSettings(url=redis_url, retry_seconds=30))
     limiter = QuotaLimiter(_settings(10, when_redis_down="closed"), link, workers=2)
