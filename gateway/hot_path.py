@@ -17,6 +17,7 @@ inside ``Litestar.__call__`` (so ``send`` already carries that pass) and outside
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar import Litestar
@@ -25,6 +26,7 @@ from litestar.enums import ScopeType
 from litestar.exceptions import HTTPException
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from contracts.v1._types import REFERENCE_MAX_LENGTH, REFERENCE_PATTERN
 from gateway.auth import Authentication
 from gateway.auth.middleware import parse_bearer
 from gateway.bootstrap import Runtime
@@ -36,6 +38,7 @@ from policies.caching import note_hit
 __all__ = ["HotPath"]
 
 _PREFIX = "/v1/availability/"
+_SKU = re.compile(REFERENCE_PATTERN)
 _JSON = (b"content-type", b"application/json")
 
 
@@ -50,6 +53,12 @@ class HotPath:
         # label of metrics and spans) and the scopes it declares, read once, never restated.
         _, handler, _, _, self._template = litestar.asgi_router.handle_routing(path=_PREFIX + "SKU", method="GET")
         self._scopes: list[str] = handler.opt["scopes"]
+        # Paths the router gives to another route (``/v1/availability/batch``: POST only, a 405 here).
+        self._taken = frozenset(
+            route.path[len(_PREFIX) :]
+            for route in litestar.routes
+            if route.path.startswith(_PREFIX) and not route.path_parameters
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP and scope["method"] == "GET" and scope["path"].startswith(_PREFIX):
@@ -64,8 +73,15 @@ class HotPath:
     def _answer(self, scope: Any) -> bytes | None:
         """The answer's body, or None: the app answers this request."""
         sku: str = scope["path"][len(_PREFIX) :]
-        if not sku or "/" in sku or scope["query_string"] or scope.get("root_path"):
-            return None
+        if (
+            scope["query_string"]
+            or scope.get("root_path")
+            or "/" in sku  # not one path segment: another route, or none
+            or len(sku) > REFERENCE_MAX_LENGTH
+            or not _SKU.fullmatch(sku)
+            or sku in self._taken
+        ):
+            return None  # the router answers (a 400 for a SKU it refuses, whatever the cache holds)
         # One pass over the headers (the app's middlewares each make their own).
         size = 0
         authorization: bytes | None = None

@@ -9,6 +9,8 @@ from msgspec import Meta
 
 __all__ = [
     "MAX_BATCH_SKUS",
+    "REFERENCE_MAX_LENGTH",
+    "REFERENCE_PATTERN",
     "CurrencyCode",
     "CustomerRef",
     "ExternalRef",
@@ -31,12 +33,16 @@ Freshness = Literal["fresh", "cached", "stale"]
 #: Largest number of SKUs one availability batch may ask for.
 MAX_BATCH_SKUS = 200
 
+#: SKUs, order and return numbers: what they may look like on the wire, in bodies and in paths.
+REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
+REFERENCE_MAX_LENGTH = 64
+
 Sku = Annotated[
     str,
     Meta(
         min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        max_length=REFERENCE_MAX_LENGTH,
+        pattern=REFERENCE_PATTERN,
         description="Stock-keeping unit as the storefront and the ERP know it.",
         examples=["TEE-NVY-M"],
     ),
@@ -59,8 +65,8 @@ OrderNumber = Annotated[
     str,
     Meta(
         min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        max_length=REFERENCE_MAX_LENGTH,
+        pattern=REFERENCE_PATTERN,
         description="ERP order number.",
         examples=["SO-1002"],
     ),
@@ -79,8 +85,8 @@ RmaNumber = Annotated[
     str,
     Meta(
         min_length=1,
-        max_length=64,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        max_length=REFERENCE_MAX_LENGTH,
+        pattern=REFERENCE_PATTERN,
         description="Return authorization number.",
         examples=["RMA-000001"],
     ),

@@ -8,6 +8,7 @@ from litestar import Controller, get, post
 from litestar.params import Parameter
 
 from contracts.v1 import AvailabilityBatch, AvailabilityBatchRequest, SkuAvailability
+from contracts.v1._types import REFERENCE_MAX_LENGTH, REFERENCE_PATTERN
 from erp_backends.errors import NotFound
 from gateway.auth.scopes import requires
 from gateway.routes._deps import AnyRequest, erp_call
@@ -28,7 +29,7 @@ _ITEM = {
     "asOf": "2026-11-28T10:00:00Z",
 }
 
-SkuPath = Annotated[str, Parameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", max_length=64, description="SKU")]
+SkuPath = Annotated[str, Parameter(pattern=REFERENCE_PATTERN, max_length=REFERENCE_MAX_LENGTH, description="SKU")]
 WarehouseQuery = Annotated[
     str | None,
     Parameter(pattern=r"^[A-Za-z0-9_-]+$", max_length=32, description="Only this warehouse (default: all)."),

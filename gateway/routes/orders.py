@@ -8,6 +8,7 @@ from litestar import Controller, get, post
 from litestar.params import Parameter, QueryParameter
 
 from contracts.v1 import Order, OrderList, OrderValidation, OrderValidationRequest
+from contracts.v1._types import REFERENCE_MAX_LENGTH, REFERENCE_PATTERN
 from gateway.auth.minimization import minimize_order, minimize_orders
 from gateway.auth.scopes import requires
 from gateway.routes._deps import AnyRequest, erp_call
@@ -56,7 +57,7 @@ _ORDER = {
 }
 
 OrderNumberPath = Annotated[
-    str, Parameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", max_length=64, description="ERP order number")
+    str, Parameter(pattern=REFERENCE_PATTERN, max_length=REFERENCE_MAX_LENGTH, description="ERP order number")
 ]
 ExternalRefQuery = Annotated[
     str,

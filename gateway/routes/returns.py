@@ -8,6 +8,7 @@ from litestar import Controller, Response, get, post
 from litestar.params import HeaderParameter, Parameter
 
 from contracts.v1 import ReturnAuthorization, ReturnRequest
+from contracts.v1._types import REFERENCE_MAX_LENGTH, REFERENCE_PATTERN
 from erp_backends.port import IdempotencyToken
 from gateway.auth.scopes import requires
 from gateway.routes._deps import AnyRequest, erp_call
@@ -47,7 +48,8 @@ IdempotencyKeyHeader = Annotated[
     ),
 ]
 RmaPath = Annotated[
-    str, Parameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", max_length=64, description="Return authorization number")
+    str,
+    Parameter(pattern=REFERENCE_PATTERN, max_length=REFERENCE_MAX_LENGTH, description="Return authorization number"),
 ]
 
 

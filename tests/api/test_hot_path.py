@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from litestar.testing import TestClient
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from erp_backends.port import CallContext
 from erp_backends.sample import SampleSettings
 from gateway.hot_path import HotPath
 from gateway.settings import Settings
@@ -119,8 +121,34 @@ def test_two_authorization_headers_are_left_to_the_router(app_client: AppClient,
 def test_the_quota_holds_on_the_hot_path(app_client: AppClient, tmp_path: Path, mint: Mint) -> None:
     settings = Settings(
         sample=SampleSettings(path=str(tmp_path / "quota.sqlite")),
-        quotas=QuotaSettings(classes={"default": QuotaClass(requests=4, window_seconds=60)}),
+        # a day-long window: the test never straddles two windows
+        quotas=QuotaSettings(classes={"default": QuotaClass(requests=4, window_seconds=86_400)}),
     )
     with app_client(settings, token=mint(client_id="till-7")) as client:
         statuses = [client.get(PATH).status_code for _ in range(6)]
     assert statuses == [200, 200, 200, 200, 429, 429]
+
+
+@pytest.mark.parametrize(
+    ("path_sku", "status", "slug"),
+    [("batch", 405, "method-not-allowed"), ("x" * 65, 400, "validation-failed")],
+)
+def test_a_cached_key_the_route_would_refuse_is_left_to_the_router(
+    app_client: AppClient, tmp_path: Path, path_sku: str, status: int, slug: str
+) -> None:
+    """Whatever the cache holds, a path the router refuses is refused: ``batch`` belongs to the
+    POST-only batch route, and a SKU the route's rule refuses is a 400."""
+    with gateway(app_client, tmp_path, "refused") as (client, router):
+        assert router is not None
+        client.get(PATH)
+        cache = client.app.state.runtime.cache
+        ctx = CallContext(correlation_id="test")
+
+        async def plant() -> None:  # as if the ERP had answered for that key
+            (item,) = (await cache.get_availability(["LAMP-WHT"], None, ctx)).items
+            await cache.store.put_many([(f"avail:{path_sku}", msgspec.structs.replace(item, sku=path_sku), 60.0)])
+
+        client.blocking_portal.call(plant)
+        calls = router.calls
+        assert_problem(client.get(f"/v1/availability/{path_sku}"), status, slug)
+        assert router.calls == calls + 1
