@@ -75,8 +75,10 @@ def create_app(
         try:
             yield
         finally:
-            await app.state.runtime.aclose()
-            telemetry.shutdown()
+            try:
+                await app.state.runtime.aclose()
+            finally:
+                telemetry.shutdown()  # the last second of request metrics, whatever closing did
 
     app = Litestar(
         route_handlers=[*V1_CONTROLLERS, AdminController, HealthController, metrics_endpoint],

@@ -414,7 +414,9 @@ class CachingBackend(ErpBackend):
         async def run() -> None:
             for task in tasks:
                 try:
-                    await task
+                    # shielded: cancelling this watcher (shutdown) must not cancel a fetch that
+                    # requests may have joined
+                    await asyncio.shield(task)
                 except Exception as exc:  # the stale value keeps being served
                     log.info("background revalidation failed: %s", exc)
 

@@ -4,6 +4,7 @@ composition root hands to the policies, the adapters and the Redis client."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import Any
 
@@ -23,6 +24,8 @@ from policies.circuit_breaking import SharedCircuitBreaker
 from policies.observed import ErpCallProbe
 
 __all__ = ["Telemetry"]
+
+log = logging.getLogger("erp_gateway.observability")
 
 _BUSINESS = frozenset(("ok", "not_found", "rejected"))
 
@@ -138,7 +141,10 @@ class Telemetry:
     async def _flush_every(metrics: GatewayMetrics) -> None:
         while True:
             await asyncio.sleep(FLUSH_SECONDS)
-            metrics.flush()
+            try:
+                metrics.flush()
+            except Exception:  # one failed write (the metrics directory) must not end the flushing
+                log.exception("could not write the request metrics; trying again in %s s", FLUSH_SECONDS)
 
     def shutdown(self) -> None:
         if self._flusher is not None:
