@@ -87,10 +87,11 @@ class QuotaDecision(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Window:
-    __slots__ = ("exhausted", "index", "last_grant", "lease", "leased", "used_seen")
+    __slots__ = ("ends", "exhausted", "index", "last_grant", "lease", "leased", "used_seen")
 
-    def __init__(self, index: int) -> None:
+    def __init__(self, index: int, seconds: int) -> None:
         self.index = index
+        self.ends = (index + 1) * seconds  # epoch seconds; comparable across window lengths
         self.leased = 0  # tokens this process may still spend without asking Redis
         self.used_seen = 0  # the shared counter as last seen (or the local count without Redis)
         self.exhausted = False  # Redis said nothing is left in this window
@@ -106,8 +107,8 @@ class QuotaLimiter:
         self.settings = settings
         self._redis = redis
         self._workers = max(1, workers)
-        self._windows: dict[str, _Window] = {}
-        self._local: dict[str, _Window] = {}
+        self._windows = _Windows()
+        self._local = _Windows()
         self._script: Any = redis.client.register_script(_LEASE) if redis.client is not None else None
 
     def _class(self, client_class: str) -> tuple[str, QuotaClass]:
@@ -125,8 +126,8 @@ class QuotaLimiter:
         key = f"{client_id}\x00{index}"
         window = self._windows.get(key)
         if window is None:
-            window = self._windows[key] = _Window(index)
-            self._forget_old(index)
+            window = self._windows[key] = _Window(index, quota.window_seconds)
+            self._windows.sweep(now)
         return policy, quota, window, index, reset
 
     def _spend(
@@ -226,9 +227,8 @@ class QuotaLimiter:
         key = f"{client_id}\x00{index}"
         window = self._local.get(key)
         if window is None:
-            window = self._local[key] = _Window(index)
-            for old in [k for k, w in self._local.items() if w.index < index]:
-                del self._local[old]
+            window = self._local[key] = _Window(index, quota.window_seconds)
+            self._local.sweep(time.time())
         allowed = window.used_seen < share
         if allowed:
             window.used_seen += 1
@@ -253,7 +253,17 @@ class QuotaLimiter:
             reset_seconds=reset,
         )
 
-    def _forget_old(self, index: int) -> None:
-        stale = [k for k, w in self._windows.items() if w.index < index - 1]
-        for k in stale:
-            del self._windows[k]
+
+class _Windows(dict[str, _Window]):
+    """Windows by client and index, swept of the ended ones at most once a second."""
+
+    swept = 0.0
+
+    def sweep(self, now: float) -> None:
+        # By end time, not index: indices of classes with other window lengths are not
+        # comparable (a minute's index would end every hour-long window).
+        if now - self.swept < 1.0:
+            return
+        self.swept = now
+        for key in [k for k, w in self.items() if w.ends <= now]:
+            del self[key]

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import redis.asyncio as aioredis
 
-from policies.quotas import QuotaClass, QuotaDecision, QuotaLimiter, QuotaSettings
+from policies.quotas import QuotaClass, QuotaDecision, QuotaLimiter, QuotaSettings, _Window, _Windows
 from policies.redis_link import RedisLink, RedisSettings
 
 
@@ -135,3 +135,20 @@ async def test_fail_closed_refuses_while_redis_is_down(redis_server: object, red
 async def test_without_redis_configured_the_whole_quota_is_local() -> None:
     limiter = QuotaLimiter(_settings(3), RedisLink(RedisSettings()), workers=4)
     assert [(await limiter.acquire("c", "default")).allowed for _ in range(4)] == [True, True, True, False]
+
+
+def test_ended_windows_are_dropped_by_end_time_whatever_their_length() -> None:
+    hour, minute = 3600, 60
+    now = 1_800_000_000.0
+    windows = _Windows()
+    windows["partner\x00h"] = _Window(int(now // hour), hour)  # ends at the next full hour
+    windows["shop\x00m"] = _Window(int(now // minute), minute)  # ends within the minute
+    windows.sweep(now + minute)  # the minute is over, the hour is not
+    assert list(windows) == ["partner\x00h"]
+    windows["shop\x00m"] = _Window(int(now // minute), minute)  # over, but swept less than a second ago:
+    windows.sweep(now + minute + 0.5)  # left for the next sweep
+    assert len(windows) == 2
+    windows.sweep(now + minute + 1)
+    assert list(windows) == ["partner\x00h"]
+    windows.sweep(now + hour)
+    assert list(windows) == []
