@@ -202,23 +202,14 @@ class QuotaLimiter:
 
     def _without_redis(self, client_id: str, policy: str, quota: QuotaClass, index: int, reset: int) -> QuotaDecision:
         mode = self.settings.when_redis_down if self._script is not None else "local"
-        if mode == "open":
+        if mode != "local":  # open: everything passes; closed: nothing does
+            allowed = mode == "open"
             return QuotaDecision(
-                allowed=True,
+                allowed=allowed,
                 policy=policy,
                 limit=quota.requests,
                 window_seconds=quota.window_seconds,
-                remaining=quota.requests,
-                reset_seconds=reset,
-                store_down=True,
-            )
-        if mode == "closed":
-            return QuotaDecision(
-                allowed=False,
-                policy=policy,
-                limit=quota.requests,
-                window_seconds=quota.window_seconds,
-                remaining=0,
+                remaining=quota.requests if allowed else 0,
                 reset_seconds=reset,
                 store_down=True,
             )

@@ -6,6 +6,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
@@ -205,16 +206,26 @@ class _Capture(logging.Handler):
         self.lines.append(self.format(record))
 
 
-def test_logs_are_json_with_correlation_and_trace_ids_and_no_token(
-    traced: TestClient[Any], spans: InMemorySpanExporter, mint: Mint
-) -> None:
+@contextmanager
+def captured(name: str) -> Iterator[_Capture]:
+    """The JSON lines logger ``name`` writes at INFO and above while the block runs."""
     capture = _Capture()
-    logger = logging.getLogger("erp_gateway")
+    logger = logging.getLogger(name)
     logger.addHandler(capture)
     old = logger.level
     logger.setLevel(logging.INFO)
-    token = traced.headers["Authorization"].removeprefix("Bearer ")
     try:
+        yield capture
+    finally:
+        logger.removeHandler(capture)
+        logger.setLevel(old)
+
+
+def test_logs_are_json_with_correlation_and_trace_ids_and_no_token(
+    traced: TestClient[Any], spans: InMemorySpanExporter, mint: Mint
+) -> None:
+    token = traced.headers["Authorization"].removeprefix("Bearer ")
+    with captured("erp_gateway") as capture:
         # an audited write: one JSON line on erp_gateway.audit
         response = traced.post(
             "/v1/returns",
@@ -224,9 +235,6 @@ def test_logs_are_json_with_correlation_and_trace_ids_and_no_token(
         assert response.status_code in (200, 201)
         # and a log line that carries a token by mistake
         logging.getLogger("erp_gateway.test").warning("caller sent Bearer %s", token)
-    finally:
-        logger.removeHandler(capture)
-        logger.setLevel(old)
     records = [json.loads(line) for line in capture.lines]
     audit = next(r for r in records if r["logger"] == "erp_gateway.audit")
     assert audit["correlation_id"] == "req-audit"
@@ -238,20 +246,12 @@ def test_logs_are_json_with_correlation_and_trace_ids_and_no_token(
 
 
 def test_logs_outside_tracing_take_the_callers_trace_id(client: TestClient[Any]) -> None:
-    capture = _Capture()
-    audit = logging.getLogger("erp_gateway.audit")
-    audit.addHandler(capture)
-    old = audit.level
-    audit.setLevel(logging.INFO)
-    try:
+    with captured("erp_gateway.audit") as capture:
         client.post(
             "/v1/returns",
             headers={"traceparent": TRACEPARENT, "X-Request-ID": "req-2", "Idempotency-Key": str(uuid.uuid4())},
             json={"orderNumber": "SO-1003", "lines": [{"sku": "HOOD-BLK-L", "quantity": 1, "reason": "wrong_item"}]},
         )
-    finally:
-        audit.removeHandler(capture)
-        audit.setLevel(old)
     record = json.loads(capture.lines[0])
     assert (record["correlation_id"], record["trace_id"]) == ("req-2", TRACE_ID)
     assert "span_id" not in record
@@ -269,21 +269,15 @@ def test_access_lines_name_route_status_and_client_never_the_path(
     settings: Settings, app_client: Any, mint: Mint, access_log: str, logged: list[str]
 ) -> None:
     observability = msgspec.structs.replace(settings.observability, access_log=access_log)
-    capture = _Capture()
-    access = logging.getLogger("erp_gateway.access")
-    access.addHandler(capture)
-    old = access.level
-    access.setLevel(logging.INFO)
-    try:
-        with app_client(
+    with (
+        captured("erp_gateway.access") as capture,
+        app_client(
             msgspec.structs.replace(settings, observability=observability), token=mint(client_id="storefront")
-        ) as client:
-            client.get("/v1/availability/LAMP-WHT", headers={"X-Request-ID": "req-a"})
-            client.get("/v1/availability/LAMP-WHT", headers={"X-Request-ID": "req-a"})  # the hot path
-            client.get("/v1/availability/NO-SUCH-SKU", headers={"X-Request-ID": "req-a"})
-    finally:
-        access.removeHandler(capture)
-        access.setLevel(old)
+        ) as client,
+    ):
+        client.get("/v1/availability/LAMP-WHT", headers={"X-Request-ID": "req-a"})
+        client.get("/v1/availability/LAMP-WHT", headers={"X-Request-ID": "req-a"})  # the hot path
+        client.get("/v1/availability/NO-SUCH-SKU", headers={"X-Request-ID": "req-a"})
     records = [json.loads(line) for line in capture.lines]
     assert [r["msg"].rsplit(" ", 3)[0] for r in records] == logged
     for record in records:

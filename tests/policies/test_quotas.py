@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
 import redis.asyncio as aioredis
 
 from policies.quotas import QuotaClass, QuotaDecision, QuotaLimiter, QuotaSettings, _Window, _Windows
@@ -119,17 +120,19 @@ async def test_a_window_redis_refused_stays_refused_on_the_hot_path_when_redis_g
         await link.aclose()
 
 
-async def test_fail_closed_refuses_while_redis_is_down(redis_server: object, redis_url: str) -> None:
+@pytest.mark.parametrize(("mode", "allowed", "remaining"), [("closed", False, 0), ("open", True, 10)])
+async def test_fail_closed_or_open_while_redis_is_down(
+    redis_server: object, redis_url: str, mode: str, allowed: bool, remaining: int
+) -> None:
     link = RedisLink(RedisSettings(url=redis_url, retry_seconds=30))
-    limiter = QuotaLimiter(_settings(10, when_redis_down="closed"), link, workers=2)
+    limiter = QuotaLimiter(_settings(10, when_redis_down=mode), link, workers=2)
     redis_server.stop()  # type: ignore[attr-defined]
     try:
-        verdict = await limiter.acquire("storefront", "default")
+        verdicts = [await limiter.acquire("storefront", "default") for _ in range(12)]  # more than the quota
     finally:
         redis_server.start()  # type: ignore[attr-defined]
         await link.aclose()
-    assert not verdict.allowed
-    assert verdict.store_down
+    assert {(v.allowed, v.remaining, v.store_down) for v in verdicts} == {(allowed, remaining, True)}
 
 
 async def test_without_redis_configured_the_whole_quota_is_local() -> None:
