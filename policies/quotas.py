@@ -87,10 +87,9 @@ class QuotaDecision(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Window:
-    __slots__ = ("ends", "exhausted", "index", "last_grant", "lease", "leased", "used_seen")
+    __slots__ = ("ends", "exhausted", "last_grant", "lease", "leased", "used_seen")
 
     def __init__(self, index: int, seconds: int) -> None:
-        self.index = index
         self.ends = (index + 1) * seconds  # epoch seconds; comparable across window lengths
         self.leased = 0  # tokens this process may still spend without asking Redis
         self.used_seen = 0  # the shared counter as last seen (or the local count without Redis)
