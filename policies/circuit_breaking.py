@@ -11,8 +11,10 @@ call per process goes through (half-open) and its outcome closes or reopens the 
 Shared state: every state change is written to Redis (asynchronously), and each process reads
 the shared state every ``sync_interval_seconds``: an ERP that is down for one worker is down
 for all within that interval, and closes for all when one trial succeeds. Without Redis, each
-process keeps its own breaker. Business answers (``NotFound``, ``Rejected``) never count as
-failures; ``ErpUnavailable`` and ``ErpTimeout`` do.
+process keeps its own breaker. Only failures of the ERP count: ``ErpUnavailable`` (unreachable,
+5xx) and ``ErpTimeout``. Business answers (``NotFound``, ``Rejected``), a caller's bad input and
+the gateway's own bugs (any other exception) pass through uncounted: one caller sending
+something that crashes the gateway must never open the breaker for everybody.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any, TypeVar
 import msgspec
 import pybreaker
 
-from erp_backends.errors import ErpUnavailable, NotFound, Rejected
+from erp_backends.errors import ErpTimeout, ErpUnavailable
 from policies.redis_link import RedisLink
 
 __all__ = ["BreakerSettings", "CircuitOpen", "SharedCircuitBreaker"]
@@ -46,6 +48,11 @@ class BreakerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     reset_timeout_seconds: float = 10.0
     #: Seconds between reads of the shared breaker state in Redis.
     sync_interval_seconds: float = 0.5
+
+
+def _is_erp_failure(exc: BaseException, not_failures: tuple[type[BaseException], ...]) -> bool:
+    """Whether ``exc`` says the ERP is failing (the only thing a breaker counts)."""
+    return isinstance(exc, (ErpUnavailable, ErpTimeout)) and not isinstance(exc, not_failures)
 
 
 class CircuitOpen(ErpUnavailable):
@@ -91,7 +98,7 @@ class SharedCircuitBreaker:
         self.breaker = pybreaker.CircuitBreaker(
             fail_max=settings.fail_max,
             reset_timeout=settings.reset_timeout_seconds,
-            exclude=[NotFound, Rejected, *not_failures],
+            exclude=[lambda exc: not _is_erp_failure(exc, not_failures)],
             listeners=[_Publisher(self)],
             name=name,
             throw_new_error_on_trip=False,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import decimal
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from contracts.v1 import OrderValidation, OrderValidationRequest, ValidationLine
 from erp_backends.errors import ErpTimeout, ErpUnavailable, NotFound
+from erp_backends.port import CallContext
 from policies.chain import GuardedBackend, PolicySettings
 from policies.circuit_breaking import BreakerSettings, CircuitOpen
 from policies.erp_protection import CallBudgetExhausted, ErpLimitSettings
@@ -47,6 +51,30 @@ async def test_business_answers_never_trip_the_breaker(erp: ControlledErp) -> No
         with pytest.raises(NotFound):
             await guarded.get_order("SO-0000", CTX)
     assert guarded.breakers["reads"].state == "closed"
+
+
+class _BuggyErp(ControlledErp):
+    """An adapter with a bug: bad input makes it raise something that is not an ERP failure."""
+
+    async def validate_order(self, request: OrderValidationRequest, ctx: CallContext) -> OrderValidation:
+        self.calls["validate"] += 1
+        raise decimal.InvalidOperation([decimal.InvalidOperation])
+
+
+async def test_gateway_bugs_and_bad_input_never_trip_the_breaker(tmp_path: Path) -> None:
+    erp = _BuggyErp(tmp_path / "erp.sqlite")
+    guarded = _guarded(erp)
+    request = OrderValidationRequest(
+        currency="EUR", lines=[ValidationLine(sku="MUG-SND", quantity=1, unit_price=decimal.Decimal("1.00"))]
+    )
+    for _ in range(10):
+        with pytest.raises(decimal.InvalidOperation):
+            await guarded.validate_order(request, CTX)
+    assert erp.calls["validate"] == 10  # every call reached the adapter: nothing was shed
+    assert guarded.breakers["reads"].state == "closed"
+    # ...and the unrelated reads of every other caller still answer
+    assert (await guarded.get_availability(["MUG-SND"], None, CTX)).items[0].sku == "MUG-SND"
+    await erp.aclose()
 
 
 async def test_timeouts_count_as_failures(erp: ControlledErp) -> None:
