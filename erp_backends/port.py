@@ -96,6 +96,14 @@ class ErpBackend(abc.ABC):
     async def get_return(self, rma_number: str, ctx: CallContext) -> ReturnAuthorization:
         """A return authorization by number; ``NotFound`` when unknown."""
 
+    async def start(self, ctx: CallContext) -> None:  # noqa: B027 - optional hook, most backends need none
+        """Log in and load reference data, once per worker, before the first call needs them.
+
+        Called at worker start-up and awaited (outside any request's timeout) before calls; may
+        be called again after it failed. Raise ``ErpUnavailable``/``ErpTimeout`` when the ERP
+        cannot be reached.
+        """
+
     @abc.abstractmethod
     async def check_ready(self) -> None:
         """Return when the ERP answers; raise ``ErpUnavailable``/``ErpTimeout`` otherwise."""

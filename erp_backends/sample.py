@@ -142,6 +142,9 @@ class SampleBackend(ErpBackend):
         except sqlite3.DatabaseError as exc:
             raise ErpUnavailable(f"sample ERP database error: {exc}") from exc
 
+    async def start(self, ctx: CallContext) -> None:
+        await self.check_ready()  # opens (and on first use seeds) the database
+
     async def check_ready(self) -> None:
         await self._run(lambda conn: conn.execute("SELECT COUNT(*) FROM products").fetchone())
 

@@ -76,6 +76,9 @@ class WrappingBackend(ErpBackend):
     async def get_return(self, rma_number: str, ctx: CallContext) -> ReturnAuthorization:
         return await self.around("get_return", ctx, lambda c: self.inner.get_return(rma_number, c))
 
+    async def start(self, ctx: CallContext) -> None:
+        await self.inner.start(ctx)
+
     async def check_ready(self) -> None:
         await self.inner.check_ready()
 

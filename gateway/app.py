@@ -70,6 +70,7 @@ def create_app(
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # Built here, in the worker, after gunicorn forked: clients are never shared across processes.
         app.state.runtime = Runtime(settings, adapter=backend, telemetry=telemetry)
+        app.state.runtime.start()
         telemetry.watch_breakers(list(app.state.runtime.guarded.breakers.values()))
         telemetry.start_flushing()
         try:

@@ -6,13 +6,16 @@ This is the one place that knows concrete adapters and policies. Routes receive
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable
 
 import httpx
 import msgspec
 
+from erp_backends.errors import ErpError
 from erp_backends.faults import FaultInjectingBackend
-from erp_backends.port import ErpBackend
+from erp_backends.port import CallContext, ErpBackend
 from erp_backends.sample import SampleBackend
 from erp_backends.tryton import TrytonBackend, TrytonSettings
 from gateway.observability.telemetry import Telemetry
@@ -24,6 +27,8 @@ from policies.quotas import QuotaLimiter
 from policies.redis_link import RedisLink
 
 __all__ = ["Check", "Runtime", "build_adapter", "build_tryton"]
+
+log = logging.getLogger("erp_gateway.bootstrap")
 
 
 #: Adds tracing to an adapter's HTTP client (``Telemetry.instrument_http_client``).
@@ -88,14 +93,25 @@ class Runtime:
         self.backend: ErpBackend = chain.backend
         self.guarded: GuardedBackend = chain.guarded
         self.cache: CachingBackend | None = chain.cache
+        self._start_task: asyncio.Task[None] | None = None
         self.quotas = (
             QuotaLimiter(settings.quotas, self.redis, settings.server.workers) if settings.quotas.enabled else None
         )
 
+    def start(self) -> None:
+        """Start the adapter in the background (login, reference data) so the first requests
+        find it ready; /readyz answers 503 until it is. A failure is tried again by the next call."""
+
+        async def run() -> None:
+            try:
+                await self.guarded.start(CallContext(correlation_id="start-up"))
+            except ErpError as exc:
+                log.warning("ERP start-up failed, retried on the next call: %s", exc)
+
+        self._start_task = asyncio.get_running_loop().create_task(run())
+
     async def readiness(self) -> list[Check]:
         """The ERP must answer; Redis and breakers are reported, a down Redis only degrades."""
-        from erp_backends.errors import ErpError
-
         checks: list[Check] = []
         try:
             await self.backend.check_ready()
@@ -118,5 +134,7 @@ class Runtime:
         return checks
 
     async def aclose(self) -> None:
+        if self._start_task is not None:
+            self._start_task.cancel()
         await self.backend.aclose()
         await self.redis.aclose()

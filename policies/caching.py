@@ -595,6 +595,9 @@ class CachingBackend(ErpBackend):
     async def get_return(self, rma_number: str, ctx: CallContext) -> ReturnAuthorization:
         return await self.inner.get_return(rma_number, ctx)
 
+    async def start(self, ctx: CallContext) -> None:
+        await self.inner.start(ctx)
+
     async def check_ready(self) -> None:
         await self.inner.check_ready()
 

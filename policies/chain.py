@@ -8,6 +8,10 @@
       -> timeout          per operation class (read, write)
       -> the adapter
 
+Before its first call a worker starts the adapter once (login, reference data: ``start``),
+through the breaker and under its own ``start_seconds`` timeout, never a request's: a
+healthy ERP that takes a second to log in must not fail (or open the breaker for) reads.
+
 Why this order: a cache hit costs no ERP budget and is served even while the breaker is
 open (stale-if-error sits in the cache, outside the breaker); a retry is a new call, so it
 passes the breaker and the budget again; an open breaker never consumes budget; the budget
@@ -16,6 +20,7 @@ is taken before the clock of the timeout starts, so waiting for budget is not an
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -57,10 +62,40 @@ class GuardedBackend(WrappingBackend):
             )
             for kind in ("reads", "writes")
         }
+        self._started = False
+        self._starting: asyncio.Task[None] | None = None
+
+    async def start(self, ctx: CallContext) -> None:
+        """Start the adapter once per worker; concurrent callers share one attempt, a failed
+        attempt is tried again by the next caller. A caller that gives up does not cancel it."""
+        if self._started:
+            return
+        if self._starting is None:
+            self._starting = asyncio.get_running_loop().create_task(self._start(ctx))
+        task = self._starting
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done() and self._starting is task:
+                self._starting = None
+                self._started = not task.cancelled() and task.exception() is None
+
+    async def _start(self, ctx: CallContext) -> None:
+        seconds = self.settings.timeouts.start_seconds
+
+        async def timed() -> None:
+            await with_timeout(lambda: self.inner.start(ctx), seconds, "the start-up login")
+
+        if self.settings.breaker.enabled:
+            await self.breakers["reads"].call(timed)
+        else:
+            await timed()
 
     async def around(
         self, operation: Operation, ctx: CallContext, call: Callable[[CallContext], Coroutine[Any, Any, T]]
     ) -> T:
+        if not self._started:
+            await self.start(ctx)
         if operation in WRITES:
             return await self._guard("writes", operation, lambda: call(ctx))
         return await retrying(
@@ -80,7 +115,11 @@ class GuardedBackend(WrappingBackend):
         return await self.breakers[kind].call(budgeted)
 
     async def check_ready(self) -> None:
-        await with_timeout(self.inner.check_ready, self.settings.timeouts.read_seconds, "readiness")
+        """Ready once started (login done) and the ERP answers."""
+        seconds = self.settings.timeouts.read_seconds
+        if not self._started:  # the probe waits a read timeout at most; the start-up goes on
+            await with_timeout(lambda: self.start(CallContext(correlation_id="readiness")), seconds, "readiness")
+        await with_timeout(self.inner.check_ready, seconds, "readiness")
 
 
 class PolicyChain(msgspec.Struct, frozen=True, kw_only=True):

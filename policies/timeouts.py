@@ -20,6 +20,8 @@ class TimeoutSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     read_seconds: float = 5.0
     #: Seconds an ERP write (return authorization) may take.
     write_seconds: float = 15.0
+    #: Seconds the adapter's start-up (login, reference data) may take, apart from any request.
+    start_seconds: float = 30.0
 
 
 async def with_timeout(fn: Callable[[], Coroutine[Any, Any, T]], seconds: float, what: str) -> T:

@@ -90,6 +90,11 @@ class TrytonBackend(ErpBackend):
         self._reference: _Reference | None = None
         self._reference_lock = asyncio.Lock()
 
+    async def start(self, ctx: CallContext) -> None:
+        # The login (~0.5 s of password hashing in Tryton) and the reference data, before any
+        # request's timeout runs: a healthy but slow-to-log-in ERP must never fail a read.
+        await self._ref(ctx)
+
     async def check_ready(self) -> None:
         # The cheapest call that proves the session works, not just that the port is open.
         await self._rpc.call("model.stock.location.search", [["type", "=", "warehouse"]], 0, 1, None)
