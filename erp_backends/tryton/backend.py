@@ -2,8 +2,9 @@
 
 ERP calls per operation (warm: session and reference data cached after the first call):
 
-- availability: one ``product.product.search_read`` per warehouse asked for, in parallel,
-  whatever the number of SKUs (Tryton sums stock per ``locations`` context, not per row);
+- availability (stock.py): one SKU across warehouses is one ``stock.location.read`` with
+  context ``product`` (plus a code lookup the first time its id is needed); a batch is one
+  ``product.product.search_read`` per warehouse, in parallel, whatever the number of SKUs;
 - prices: one party read (when a customer is named) + one product read per distinct quantity
   in the cart, in parallel (Tryton prices one quantity per call: it is a context key);
 - validation: the same, each product read also carrying the stock of the warehouses asked for;
@@ -33,8 +34,6 @@ from contracts.v1 import (
     PriceSource,
     ReturnAuthorization,
     ReturnRequest,
-    SkuAvailability,
-    WarehouseStock,
 )
 from erp_backends.errors import ErpUnavailable, NotFound, Rejected
 from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, ReturnOutcome
@@ -43,6 +42,7 @@ from erp_backends.tryton.orders import SaleRecord, read_sales
 from erp_backends.tryton.returns import ComplaintReturns
 from erp_backends.tryton.rpc import TrytonRpc, TrytonSession
 from erp_backends.tryton.settings import TrytonSettings
+from erp_backends.tryton.stock import TrytonStock
 
 __all__ = ["TrytonBackend"]
 
@@ -87,6 +87,7 @@ class TrytonBackend(ErpBackend):
         self._close_client = close_client
         self._rpc = TrytonRpc(settings, client, settings.resolve_password(), session)
         self._returns = ComplaintReturns(self._rpc, approve=settings.approve_returns)
+        self._stock = TrytonStock(self._rpc)
         self._reference: _Reference | None = None
         self._reference_lock = asyncio.Lock()
 
@@ -242,40 +243,7 @@ class TrytonBackend(ErpBackend):
     async def get_availability(
         self, skus: Sequence[str], warehouses: Sequence[str] | None, ctx: CallContext
     ) -> AvailabilityBatch:
-        locations = await self._locations(warehouses, ctx)
-        unique = list(dict.fromkeys(skus))
-        fields = ["code", "quantity", "forecast_quantity", "default_uom.name"]
-        per_wh = await asyncio.gather(
-            *(self._products(unique, fields, ctx, {"locations": [loc]}) for loc in locations.values())
-        )
-        as_of = now()
-        items: list[SkuAvailability] = []
-        for sku in unique:
-            rows = [answer[sku] for answer in per_wh if sku in answer]
-            if len(rows) != len(locations) or not rows:
-                continue
-            stock = []
-            for code, row in zip(locations, rows, strict=True):
-                on_hand, forecast = int(row["quantity"]), int(row["forecast_quantity"])
-                # forecast = on hand - what open orders still have to ship (+ planned receipts).
-                stock.append(
-                    WarehouseStock(
-                        warehouse=code, on_hand=on_hand, committed=on_hand - forecast, available_to_promise=forecast
-                    )
-                )
-            items.append(
-                SkuAvailability(
-                    sku=sku,
-                    unit=str((rows[0].get("default_uom.") or {}).get("name") or "unit").lower(),
-                    on_hand=sum(w.on_hand for w in stock),
-                    committed=sum(w.committed for w in stock),
-                    available_to_promise=sum(w.available_to_promise for w in stock),
-                    warehouses=stock,
-                    as_of=as_of,
-                )
-            )
-        known = {item.sku for item in items}
-        return AvailabilityBatch(items=items, unknown_skus=[sku for sku in unique if sku not in known])
+        return await self._stock.availability(skus, await self._locations(warehouses, ctx), ctx)
 
     # -- prices -----------------------------------------------------------------------------
 
