@@ -14,6 +14,7 @@ from erp_backends.port import ErpBackend
 from gateway.auth import Authentication, AuthSettings, security_components
 from gateway.auth.settings import split_words
 from gateway.bootstrap import Runtime
+from gateway.decoding import StrictRequest, check_request_shape, register_request_shapes
 from gateway.hardening import HeaderLimitMiddleware, cors_config
 from gateway.hot_path import HotPath
 from gateway.observability.endpoint import metrics_endpoint
@@ -23,6 +24,7 @@ from gateway.problems import exception_handlers
 from gateway.quota_middleware import QuotaMiddleware
 from gateway.response_headers import finish_response
 from gateway.routes import V1_CONTROLLERS, AdminController, HealthController
+from gateway.routes._openapi import ContractSchemaPlugin
 from gateway.settings import Settings, load_settings
 
 __all__ = ["API_VERSION", "create_app", "openapi_config"]
@@ -84,6 +86,9 @@ def create_app(
     app = Litestar(
         route_handlers=[*V1_CONTROLLERS, AdminController, HealthController, metrics_endpoint],
         exception_handlers=exception_handlers,
+        # Bodies and parameters are read strictly, once for every route (gateway.decoding).
+        request_class=StrictRequest,
+        before_request=check_request_shape,
         before_send=[finish_response],
         # Outermost first: header limit, then authentication (sets the identity quotas count by).
         middleware=[HeaderLimitMiddleware(settings.http.max_header_bytes), auth.middleware, QuotaMiddleware],
@@ -91,9 +96,11 @@ def create_app(
         lifespan=[auth.lifespan, lifespan],
         openapi_config=openapi_config(settings.auth.token_url) if settings.http.docs_enabled else None,
         request_max_body_size=settings.http.max_body_bytes,
+        plugins=[ContractSchemaPlugin()],
         logging_config=None,
         debug=False,
     )
+    register_request_shapes(app)
     app.state.telemetry = telemetry
     app.state.metrics_token = settings.observability.scrape_token()
     handler = app.asgi_handler

@@ -9,6 +9,7 @@ from msgspec import Meta
 
 __all__ = [
     "MAX_BATCH_SKUS",
+    "MONEY_PATTERN",
     "REFERENCE_MAX_LENGTH",
     "REFERENCE_PATTERN",
     "CurrencyCode",
@@ -103,13 +104,18 @@ LineRef = Annotated[
 ]
 CurrencyCode = Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code.", examples=["EUR"])]
 Quantity = Annotated[int, Meta(ge=1, le=1_000_000, description="Whole units of the SKU's sales unit.", examples=[2])]
+#: Money on the wire: a finite decimal string, at most 12 integer digits and 4 decimals (ISO 4217
+#: minor units go up to 4; EUR, USD, GBP and SEK use 2, stated as ``rounding.minorUnit``), no
+#: exponent, no leading zeros. Requests are held to it when decoded (``gateway.decoding``); the
+#: spec states it for every Money field (``gateway.routes._openapi``).
+MONEY_PATTERN = r"^-?(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?$"
 Money = Annotated[
     Decimal,
     Meta(
         description=(
-            "Amount as a decimal string in the stated currency, never a float (a JSON number sent "
-            "by a caller is read exactly from its digits). Unit prices and totals are rounded "
-            "half-up to the currency's minor unit."
+            "Amount as a decimal string in the stated currency (`19.90`), never a number: a JSON "
+            "number, an exponent, `NaN` or `Infinity` is refused. Unit prices and totals are "
+            "rounded half-up to the currency's minor unit."
         ),
         examples=["19.90"],
     ),

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+from litestar._openapi.schema_generation import SchemaCreator
+from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example
+from litestar.openapi.spec import Example, OpenAPIType, Reference, Schema
 from litestar.params import Body
+from litestar.typing import FieldDefinition
 
 from contracts.v1 import Problem
+from contracts.v1._types import MONEY_PATTERN
 from gateway.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE, PROBLEMS
 
-__all__ = ["body", "example", "responses"]
+__all__ = ["ContractSchemaPlugin", "body", "example", "responses"]
 
 #: Every ERP-backed operation can meet these.
 ERP_FAILURES = ("erp-unavailable", "erp-circuit-open", "erp-busy", "erp-timeout", "too-many-requests")
@@ -66,3 +71,56 @@ def _problems(*slugs: str) -> dict[int, ResponseSpec]:
             ],
         )
     return out
+
+
+class ContractSchemaPlugin(StructSchemaPlugin):
+    """Struct schemas that state everything msgspec enforces: the spec is the enforcement.
+
+    Litestar's own Struct plugin reads constraints only from a field's outermost annotation: the
+    pattern and length of list items (``skus``, ``warehouses``) and of the non-null member of an
+    optional field are dropped, ``forbid_unknown_fields`` is not stated, and money (a ``Decimal``)
+    is a plain string. This one lets Litestar build the schema, then adds what msgspec's own
+    type information says (``msgspec.inspect``): ``additionalProperties: false`` for requests,
+    item constraints, and ``MONEY_PATTERN`` for money. It only adds; nothing is changed.
+    """
+
+    def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
+        schema = super().to_openapi_schema(field_definition, schema_creator)
+        info = msgspec.inspect.type_info(field_definition.type_)
+        if isinstance(info, msgspec.inspect.StructType):
+            if info.forbid_unknown_fields and schema.additional_properties is None:
+                schema.additional_properties = False
+            for field in info.fields:
+                _tighten((schema.properties or {}).get(field.encode_name), field.type, None)
+        return schema
+
+
+def _tighten(schema: Schema | Reference | None, t: msgspec.inspect.Type, stated: Schema | None) -> None:
+    """Add to ``schema`` the constraints of ``t`` it does not state (nor ``stated``, around it)."""
+    if not isinstance(schema, Schema):
+        return  # a $ref: its component states its own
+    while isinstance(t, msgspec.inspect.Metadata):  # description and examples: Litestar states them
+        t = t.type
+    if isinstance(t, msgspec.inspect.UnionType):
+        members = [m for m in t.types if not isinstance(m, msgspec.inspect.NoneType)]
+        if len(members) == 1:
+            for sub in schema.one_of or ():
+                if isinstance(sub, Schema) and sub.type != OpenAPIType.NULL:
+                    _tighten(sub, members[0], schema)
+        return
+
+    def add(attr: str, value: Any) -> None:
+        if value is not None and getattr(schema, attr) is None and getattr(stated, attr, None) is None:
+            setattr(schema, attr, value)
+
+    if isinstance(t, msgspec.inspect.ListType):
+        add("min_items", t.min_length)
+        add("max_items", t.max_length)
+        _tighten(schema.items if not isinstance(schema.items, list) else None, t.item_type, None)
+    elif isinstance(t, msgspec.inspect.StrType):
+        add("pattern", t.pattern)
+        add("min_length", t.min_length)
+        add("max_length", t.max_length)
+    elif isinstance(t, msgspec.inspect.DecimalType):
+        schema.type = OpenAPIType.STRING
+        add("pattern", MONEY_PATTERN)

@@ -83,11 +83,16 @@ def test_a_valid_cart(client: TestClient[Any]) -> None:
     assert body == {"valid": True, "problems": [], "checkedAt": body["checkedAt"]}
 
 
-def test_a_json_number_price_is_read_exactly_never_through_a_float(client: TestClient[Any]) -> None:
-    # 19.9 as a binary float is 19.899999...; the contract reads the digits as a decimal.
-    response = client.post(
+def test_a_price_is_a_decimal_string_never_a_json_number(client: TestClient[Any]) -> None:
+    # 19.9 as a binary float is 19.899999...: money is a string on the wire (tests/api/test_strict_decoding.py).
+    number = client.post(
         "/v1/orders/validate",
         json={"currency": "EUR", "lines": [{"sku": "TEE-NVY-M", "quantity": 1, "unitPrice": 19.9}]},
+    )
+    assert assert_problem(number, 400, "validation-failed")["errors"][0]["field"] == "lines[0].unitPrice"
+    response = client.post(
+        "/v1/orders/validate",
+        json={"currency": "EUR", "lines": [{"sku": "TEE-NVY-M", "quantity": 1, "unitPrice": "19.9"}]},
     )
     assert response.json()["valid"] is True
     text = client.post(
