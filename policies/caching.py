@@ -15,6 +15,16 @@ revalidate`` it is served ``stale`` while one background call refreshes it; unti
 stale_if_error`` it is served ``stale`` only when the ERP fails. Misses for the same key are
 coalesced: concurrent requests in one process share one ERP call. Order validation and
 returns are never answered from the cache.
+
+Invalidation is explicit, never inferred from absence: a key Redis does not hold (Redis was
+restarted or emptied, the entry was evicted) leaves an in-process copy in place until its own
+deadlines, and the copy is written back to Redis. An invalidation writes *stamps* (the epoch
+time of the invalidation) that every worker reads with the same one MGET that brings the
+entries: a dropped SKU or order overwrites the item's own key with a tombstone; a pattern
+(every price of a SKU, of a customer, every storefront-reference index) sets one stamp key
+per dimension, derived from the item key (``_guards``), so no lookup reads a key shared by
+every lookup and no invalidation scans the keyspace. An entry, in Redis or in-process, stored
+before a stamp that guards it is gone. Stamps live as long as the longest-lived entry.
 """
 
 from __future__ import annotations
@@ -164,19 +174,28 @@ def _note() -> CacheOutcome:
 
 
 class _Envelope(msgspec.Struct, array_like=True):
-    """What Redis stores: the item's JSON and its freshness deadlines (epoch seconds)."""
+    """What Redis stores: the item's JSON, its freshness deadlines and when it was stored
+    (epoch seconds). An item's key holds either this or a tombstone: a bare number, the
+    time the item was invalidated."""
 
     payload: msgspec.Raw
     fresh_until: float
     stale_until: float
     error_until: float
+    stored_at: float = 0.0  # 0: written by a version without stamps, older than any stamp
 
 
 class _Entry(Generic[T]):
-    __slots__ = ("error_until", "fresh_until", "json", "local_until", "stale_until", "value")
+    __slots__ = ("error_until", "fresh_until", "json", "local_until", "stale_until", "stored_at", "value")
 
     def __init__(
-        self, value: T, fresh_until: float, stale_until: float, error_until: float, local_until: float
+        self,
+        value: T,
+        fresh_until: float,
+        stale_until: float,
+        error_until: float,
+        local_until: float,
+        stored_at: float,
     ) -> None:
         self.value = value
         self.json: bytes | None = None  # the value as served ``cached``, encoded once (the hot path)
@@ -184,6 +203,34 @@ class _Entry(Generic[T]):
         self.stale_until = stale_until
         self.error_until = error_until
         self.local_until = local_until
+        self.stored_at = stored_at
+
+
+#: Stamp keys (without the Redis prefix) of the pattern invalidations.
+_PRICES_OF_SKU = "gone:price-sku:"
+_PRICES_OF_CUSTOMER = "gone:price-customer:"
+_ORDER_REFS = "gone:orderref"
+
+
+def _guards(key: str) -> tuple[str, ...]:
+    """The stamp keys, besides the item's own key, whose invalidations drop ``key``: derived from
+    the key alone, so a lookup asks for them in the same MGET."""
+    if key.startswith("price:"):  # price:{currency}:{customer}:{sku}:{quantity}
+        _, _, customer, sku, _ = key.split(":", 4)
+        return (_PRICES_OF_SKU + sku, _PRICES_OF_CUSTOMER + customer)
+    if key.startswith("orderref:"):
+        return (_ORDER_REFS,)
+    return ()
+
+
+def _stamp(blob: bytes | str | None) -> float:
+    """The time in a stamp key's value (0: none)."""
+    if blob is None:
+        return 0.0
+    try:
+        return float(blob)
+    except ValueError:
+        return 0.0
 
 
 class BackgroundTasks:
@@ -210,9 +257,15 @@ class TieredStore:
         self._settings = settings
         self._local: OrderedDict[str, _Entry[Any]] = OrderedDict()
         self._encoder = msgspec.json.Encoder(decimal_format="string")
-        self._envelope = msgspec.json.Decoder(_Envelope)
+        self._envelope = msgspec.json.Decoder(_Envelope | float)  # an entry, or a tombstone
         self._rechecking: set[str] = set()
         self.background = BackgroundTasks()
+        #: How long a stamp must outlive its invalidation: as long as any entry stored before it.
+        longest = max(
+            rule.ttl_seconds + max(rule.stale_while_revalidate_seconds, rule.stale_if_error_seconds)
+            for rule in (settings.availability, settings.prices, settings.orders)
+        )
+        self._stamp_ms = int(1000 * (max(longest, settings.unknown_sku_ttl_seconds) + 1))
 
     @property
     def size(self) -> int:
@@ -231,7 +284,8 @@ class TieredStore:
 
         A usable in-process copy is never held up by Redis: once older than
         ``local_ttl_seconds`` it is still served while one background read (per key and
-        process) picks up what Redis holds now, a newer entry or an invalidation.
+        process) picks up what Redis holds now, a newer entry or an invalidation (a key
+        Redis lacks is neither: the copy stays, and goes back to Redis).
         """
         found, remote = self._from_local(keys, decoder)
         if remote and self._redis.available:
@@ -267,27 +321,80 @@ class TieredStore:
         return found, remote
 
     async def _fetch(self, keys: list[str], decoder: msgspec.json.Decoder[Any]) -> dict[str, _Entry[Any]]:
-        """Read ``keys`` from Redis into the in-process tier; a key Redis lacks is dropped here too."""
-        raw = await self._redis.call(lambda r: r.mget([self._redis.prefix + k for k in keys]), None)
+        """Read ``keys`` and the stamps guarding them from Redis (ONE MGET) into the in-process tier.
+
+        A tombstone or a newer stamp drops the entry; a key Redis lacks keeps a usable
+        in-process copy, which is written back (unless another worker wrote one meanwhile)."""
+        guards = {key: _guards(key) for key in keys}
+        stamp_keys = list(dict.fromkeys(g for gs in guards.values() for g in gs))
+        prefix = self._redis.prefix
+        names = [prefix + k for k in keys] + [prefix + g for g in stamp_keys]
+        raw = await self._redis.call(lambda r: r.mget(names), None)
         if raw is None:  # Redis failed: keep what we have
             return {}
+        stamps = {g: _stamp(blob) for g, blob in zip(stamp_keys, raw[len(keys) :], strict=True)}
         now = time.time()
         local_until = now + self._settings.local_ttl_seconds
         found: dict[str, _Entry[Any]] = {}
-        for key, blob in zip(keys, raw, strict=True):
-            if blob is None:
-                self._local.pop(key, None)  # expired or invalidated in the shared tier
+        restore: list[tuple[str, _Entry[Any]]] = []
+        for key, blob in zip(keys, raw[: len(keys)], strict=True):
+            dropped_at = max((stamps[g] for g in guards[key]), default=0.0)
+            local = self._local.get(key)
+            if blob is None:  # not an invalidation: Redis was emptied, or evicted the entry
+                if local is None:
+                    continue
+                if local.stored_at <= dropped_at or local.error_until <= now:
+                    del self._local[key]
+                    continue
+                local.local_until = min(local_until, local.fresh_until) if local.fresh_until > now else local_until
+                found[key] = local
+                restore.append((key, local))
                 continue
             try:
                 env = self._envelope.decode(blob)
-                value = decoder.decode(env.payload)
             except msgspec.DecodeError:
                 continue  # written by an incompatible version: a miss
+            if isinstance(env, float):  # a tombstone: the item was invalidated then
+                dropped_at = max(dropped_at, env)
+            if isinstance(env, float) or env.stored_at <= dropped_at:  # (or stored before a stamp)
+                if local is not None and local.stored_at <= dropped_at:
+                    del self._local[key]
+                continue
+            try:
+                value = decoder.decode(env.payload)
+            except msgspec.DecodeError:
+                continue
             keep = min(local_until, env.fresh_until) if env.fresh_until > now else local_until
-            entry = _Entry(value, env.fresh_until, env.stale_until, env.error_until, keep)
+            entry = _Entry(value, env.fresh_until, env.stale_until, env.error_until, keep, env.stored_at)
             found[key] = entry
             self._remember(key, entry)
+        if restore:
+            await self._write_back(restore, now)
         return found
+
+    async def _write_back(self, entries: list[tuple[str, _Entry[Any]]], now: float) -> None:
+        """Put in-process copies that Redis lost back into Redis, each until its own deadline;
+        ``NX``: an entry another worker wrote in the meantime wins."""
+        writes = [
+            (self._redis.prefix + key, self._blob(entry.value, entry), int((entry.error_until - now) * 1000))
+            for key, entry in entries
+        ]
+
+        async def write(r: Any) -> None:
+            async with r.pipeline(transaction=False) as pipe:
+                for name, blob, ttl_ms in writes:
+                    if ttl_ms > 0:
+                        pipe.set(name, blob, px=ttl_ms, nx=True)
+                await pipe.execute()
+
+        await self._redis.call(write, None)
+
+    def _blob(self, value: Any, entry: _Entry[Any]) -> bytes:
+        payload = self._encoder.encode(value)
+        envelope = _Envelope(
+            msgspec.Raw(payload), entry.fresh_until, entry.stale_until, entry.error_until, entry.stored_at
+        )
+        return self._encoder.encode(envelope)
 
     def _recheck(self, keys: list[str], decoder: msgspec.json.Decoder[Any]) -> None:
         self._rechecking.update(keys)
@@ -311,11 +418,10 @@ class TieredStore:
                 error = fresh + max(rule.stale_if_error_seconds, rule.stale_while_revalidate_seconds)
             else:
                 fresh = stale = error = now + rule
-            self._remember(key, _Entry(value, fresh, stale, error, min(local_until, fresh)))
+            entry = _Entry(value, fresh, stale, error, min(local_until, fresh), now)
+            self._remember(key, entry)
             if self._redis.configured:
-                payload = self._encoder.encode(value)
-                blob = self._encoder.encode(_Envelope(msgspec.Raw(payload), fresh, stale, error))
-                writes.append((self._redis.prefix + key, blob, max(1, int((error - now) * 1000))))
+                writes.append((self._redis.prefix + key, self._blob(value, entry), max(1, int((error - now) * 1000))))
         if writes:
 
             async def write(r: Any) -> None:
@@ -326,8 +432,10 @@ class TieredStore:
 
             await self._redis.call(write, None)
 
-    async def delete(self, keys: Sequence[str], patterns: Sequence[str] = ()) -> int:
-        """Drop keys and glob patterns from this process's tier and from Redis."""
+    async def delete(self, keys: Sequence[str], patterns: Sequence[str] = (), stamps: Sequence[str] = ()) -> int:
+        """Drop ``keys`` and the glob ``patterns`` from this process's tier; for every other
+        process and instance, overwrite ``keys`` in Redis with tombstones and set the stamp keys
+        that guard the patterns (``_guards``). Answers the entries known to be dropped."""
         import fnmatch
 
         dropped = 0
@@ -335,14 +443,21 @@ class TieredStore:
             if key in keys or any(fnmatch.fnmatchcase(key, p) for p in patterns):
                 del self._local[key]
                 dropped += 1
+        if not keys and not stamps:
+            return dropped
+        tombstone = repr(time.time()).encode()
+        prefix, ttl_ms = self._redis.prefix, self._stamp_ms
 
-        async def remove(r: Any) -> int:
-            names = [self._redis.prefix + k for k in keys]
-            for pattern in patterns:
-                names.extend([n async for n in r.scan_iter(match=self._redis.prefix + pattern, count=500)])
-            return int(await r.delete(*names)) if names else 0
+        async def mark(r: Any) -> int:
+            async with r.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.set(prefix + key, tombstone, px=ttl_ms, get=True)
+                for stamp in stamps:
+                    pipe.set(prefix + stamp, tombstone, px=ttl_ms)
+                before = await pipe.execute()
+            return sum(1 for old in before[: len(keys)] if old is not None and old[:1] == b"[")
 
-        return max(dropped, await self._redis.call(remove, 0))
+        return max(dropped, await self._redis.call(mark, 0))
 
 
 # -- the caching backend ------------------------------------------------------------------------
@@ -612,9 +727,11 @@ class CachingBackend(ErpBackend):
     ) -> int:
         keys = [f"avail:{sku}" for sku in skus] + [f"order:{number}" for number in orders]
         patterns = [f"price:*:*:{sku}:*" for sku in skus] + [f"price:*:{c}:*" for c in customers]
+        stamps = [_PRICES_OF_SKU + sku for sku in skus] + [_PRICES_OF_CUSTOMER + c for c in customers]
         if orders:
             patterns.append("orderref:*")
-        return await self.store.delete(keys, patterns)
+            stamps.append(_ORDER_REFS)
+        return await self.store.delete(keys, patterns, stamps)
 
 
 def _select(item: SkuAvailability, wanted: list[str] | None, freshness: Freshness) -> SkuAvailability:

@@ -10,8 +10,9 @@ from typing import Any, TypeVar
 import pytest
 import redis.asyncio as aioredis
 
-from contracts.v1 import PriceCheckLine, PriceCheckRequest
+from contracts.v1 import OrderList, PriceCheckLine, PriceCheckRequest
 from erp_backends.errors import ErpUnavailable, Rejected
+from erp_backends.port import CallContext
 from policies.caching import CacheSettings, CachingBackend, OperationCache, cache_status_header, reset_cache_outcome
 from policies.redis_link import RedisLink, RedisSettings
 from tests.policies.conftest import CTX, ControlledErp
@@ -176,3 +177,93 @@ async def test_an_invalidation_reaches_other_workers_in_process_copies(
     await asyncio.sleep(0.05)
     assert (await worker_b.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "fresh"
     assert erp.calls["availability"] == 2
+
+
+@pytest.mark.parametrize("emptied_by", ["restart", "flushall"])
+async def test_an_emptied_redis_is_not_an_invalidation(
+    erp: ControlledErp, redis_server: object, redis_url: str, emptied_by: str
+) -> None:
+    links = [RedisLink(RedisSettings(url=redis_url, retry_seconds=0.1)) for _ in range(2)]
+    worker_a, worker_b = _cache(erp, links[0]), _cache(erp, links[1])
+    cart = PriceCheckRequest(customer="C-1001", currency="EUR", lines=[PriceCheckLine(sku="TOTE-NAT", quantity=20)])
+    for worker in (worker_a, worker_b):  # A asks the ERP, B reads what A stored in Redis
+        await worker.get_availability(["MUG-SND", "LAMP-WHT"], None, CTX)
+        await worker.check_prices(cart, CTX)
+    assert (erp.calls["availability"], erp.calls["prices"]) == (1, 1)
+    probe = aioredis.Redis.from_url(redis_url)
+    try:
+        if emptied_by == "restart":
+            redis_server.stop()  # type: ignore[attr-defined]
+            redis_server.start()  # type: ignore[attr-defined]  # no persistence: it comes back empty
+        else:
+            await probe.flushall()
+        assert await probe.dbsize() == 0
+        for _ in range(4):  # every lookup past the in-process TTL rechecks Redis, which has nothing
+            await asyncio.sleep(0.07)
+            for worker in (worker_a, worker_b):
+                stock = await worker.get_availability(["MUG-SND", "LAMP-WHT"], None, CTX)
+                prices = await worker.check_prices(cart, CTX)
+                assert [i.freshness for i in stock.items] == ["cached", "cached"]
+                assert prices.lines[0].freshness == "cached"
+        assert (erp.calls["availability"], erp.calls["prices"]) == (1, 1)  # no cold misses
+        # the in-process copies went back to Redis, for workers and instances that start cold
+        assert await probe.exists("erpgw:v1:avail:MUG-SND", "erpgw:v1:avail:LAMP-WHT") == 2
+        assert await probe.exists("erpgw:v1:price:EUR:C-1001:TOTE-NAT:20") == 1
+
+        # An invalidation still reaches the other worker's in-process copies, also those that
+        # Redis no longer holds: the customer's prices (a pattern) and a SKU.
+        await probe.flushall()
+        await worker_a.invalidate(skus=["MUG-SND"], customers=["C-1001"])
+        await asyncio.sleep(0.07)
+        stock = await worker_b.get_availability(["MUG-SND", "LAMP-WHT"], None, CTX)
+        assert [i.freshness for i in stock.items] == ["cached", "cached"]  # its copy, once, while it rechecks
+        await worker_b.check_prices(cart, CTX)
+        await asyncio.sleep(0.05)
+        stock = await worker_b.get_availability(["MUG-SND", "LAMP-WHT"], None, CTX)
+        assert [i.freshness for i in stock.items] == ["fresh", "cached"]
+        assert (await worker_b.check_prices(cart, CTX)).lines[0].freshness == "fresh"
+        assert (erp.calls["availability"], erp.calls["prices"]) == (2, 2)
+        # ... and what B fetched after the invalidation is served to A from Redis
+        await asyncio.sleep(0.07)
+        await worker_a.get_availability(["MUG-SND"], None, CTX)
+        assert (await worker_a.check_prices(cart, CTX)).lines[0].freshness == "cached"
+        assert (erp.calls["availability"], erp.calls["prices"]) == (2, 2)
+    finally:
+        await probe.aclose()
+        for link in links:
+            await link.aclose()
+
+
+async def test_a_pattern_invalidation_drops_entries_stored_before_it_without_scanning(
+    erp: ControlledErp, shared_redis: Callable[[], RedisLink], redis_url: str
+) -> None:
+    worker_a, worker_b = _cache(erp, shared_redis()), _cache(erp, shared_redis())
+    find_orders = erp.find_orders
+
+    async def counted_find_orders(external_ref: str, ctx: CallContext) -> OrderList:
+        erp.calls["find_orders"] += 1
+        return await find_orders(external_ref, ctx)
+
+    erp.find_orders = counted_find_orders  # type: ignore[method-assign]
+
+    def cart(customer: str) -> PriceCheckRequest:
+        return PriceCheckRequest(customer=customer, currency="EUR", lines=[PriceCheckLine(sku="MUG-SND", quantity=6)])
+
+    await worker_a.check_prices(cart("C-1001"), CTX)
+    await worker_a.check_prices(cart("C-1002"), CTX)
+    await worker_a.get_order("SO-1003", CTX)
+    await worker_a.find_orders("WC-5003", CTX)
+    probe = aioredis.Redis.from_url(redis_url)
+    await probe.config_resetstat()
+    assert await worker_a.invalidate(customers=["C-1001"], orders=["SO-1003"]) >= 1
+    stats = await probe.info("commandstats")
+    await probe.aclose()
+    assert "cmdstat_scan" not in stats
+    assert "cmdstat_keys" not in stats
+    # B has no copy: it reads Redis, where C-1001's entry predates the invalidation
+    assert (await worker_b.check_prices(cart("C-1001"), CTX)).lines[0].freshness == "fresh"
+    assert (await worker_b.check_prices(cart("C-1002"), CTX)).lines[0].freshness == "cached"
+    assert (await worker_b.get_order("SO-1003", CTX)).freshness == "fresh"
+    assert (await worker_b.find_orders("WC-5003", CTX)).items[0].order_number == "SO-1003"
+    assert (await worker_b.find_orders("WC-5003", CTX)).items[0].freshness == "cached"
+    assert (erp.calls["prices"], erp.calls["order"], erp.calls["find_orders"]) == (3, 2, 2)
