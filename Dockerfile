@@ -15,7 +15,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     ERPGW_SERVER__HOST=0.0.0.0 \
     ERPGW_SERVER__PORT=8080 \
-    ERPGW_SAMPLE__PATH=/var/lib/erp-gateway/sample-erp.sqlite
+    ERPGW_SAMPLE__PATH=/var/lib/erp-gateway/sample-erp.sqlite \
+    ERPGW_IDEMPOTENCY__PATH=/var/lib/erp-gateway/idempotency.sqlite
 COPY --from=build /dist/*.whl /tmp/
 RUN pip install --no-cache-dir /tmp/*.whl && rm /tmp/*.whl \
     && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin gateway \

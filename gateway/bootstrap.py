@@ -20,6 +20,9 @@ from erp_backends.sample import SampleBackend
 from erp_backends.tryton import TrytonBackend, TrytonSettings
 from gateway.observability.telemetry import Telemetry
 from gateway.settings import Settings
+from gateway.writes.idempotency import IdempotencyStore, IdempotentWrites
+from gateway.writes.idempotency_stores import FallbackIdempotencyStore, RedisIdempotencyStore, SqliteIdempotencyStore
+from gateway.writes.returns import ReturnWrites
 from policies.caching import CachingBackend
 from policies.chain import GuardedBackend, PolicySettings, wrap_backend
 from policies.observed import ObservedBackend
@@ -52,6 +55,12 @@ def build_tryton(settings: TrytonSettings, instrument: InstrumentClient | None =
     if instrument is not None:
         instrument(client)
     return TrytonBackend(settings, client, close_client=True)
+
+
+def build_idempotency_store(settings: Settings, redis: RedisLink) -> IdempotencyStore:
+    """Redis across instances (the host's file while Redis is down), else the host's file."""
+    local = SqliteIdempotencyStore(settings.idempotency.path)
+    return FallbackIdempotencyStore(RedisIdempotencyStore(redis), local) if redis.configured else local
 
 
 class Check(msgspec.Struct, kw_only=True, frozen=True):
@@ -94,6 +103,8 @@ class Runtime:
         self.guarded: GuardedBackend = chain.guarded
         self.cache: CachingBackend | None = chain.cache
         self._start_task: asyncio.Task[None] | None = None
+        self.writes = IdempotentWrites(build_idempotency_store(settings, self.redis), settings.idempotency)
+        self.returns = ReturnWrites(self.backend, self.writes)
         self.quotas = (
             QuotaLimiter(settings.quotas, self.redis, settings.server.workers) if settings.quotas.enabled else None
         )
@@ -136,5 +147,6 @@ class Runtime:
     async def aclose(self) -> None:
         if self._start_task is not None:
             self._start_task.cancel()
+        await self.writes.aclose()
         await self.backend.aclose()
         await self.redis.aclose()

@@ -51,6 +51,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "ambiguous-return-line": (422, "Return line is ambiguous"),
     "return-quantity-exceeded": (422, "More returned than delivered"),
     "idempotency-key-reused": (422, "Idempotency-Key reused with a different request"),
+    "idempotency-request-in-progress": (409, "A request with this Idempotency-Key is in progress"),
     "rejected-by-erp": (422, "The ERP rejected the request"),
     "too-many-requests": (429, "Too many requests"),
     "internal-error": (500, "Internal error"),
@@ -169,7 +170,9 @@ def _on_erp(request: Request[Any, Any, Any], exc: ErpError) -> Response[bytes]:
         extra: dict[str, Any] = {"available": exc.available} if exc.available is not None else {}
         if exc.field and exc.field.startswith("lines["):
             extra["line"] = exc.field
-        return problem_response(request, slug, exc.detail, status=status, errors=errors, **extra)
+        retry_after = getattr(exc, "retry_after", None)  # a write in progress: when to try again
+        headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if retry_after else None
+        return problem_response(request, slug, exc.detail, status=status, errors=errors, headers=headers, **extra)
     if isinstance(exc, ErpTimeout):
         log.warning("ERP timeout", extra={"correlation_id": cid, "error": exc.detail})
         return problem_response(request, "erp-timeout", exc.detail, headers={"Retry-After": str(_RETRY_AFTER_SECONDS)})

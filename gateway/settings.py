@@ -20,6 +20,7 @@ from erp_backends.sample import SampleSettings
 from erp_backends.tryton import TrytonSettings
 from gateway.auth.settings import AuthSettings
 from gateway.observability.settings import ObservabilitySettings
+from gateway.writes.idempotency import IdempotencySettings
 from policies.caching import CacheSettings
 from policies.circuit_breaking import BreakerSettings
 from policies.erp_protection import ErpLimitSettings
@@ -81,6 +82,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     breaker: BreakerSettings = msgspec.field(default_factory=BreakerSettings)
     retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
     timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
+    idempotency: IdempotencySettings = msgspec.field(default_factory=IdempotencySettings)
     faults: FaultSettings = msgspec.field(default_factory=FaultSettings)
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
 

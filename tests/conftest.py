@@ -22,6 +22,7 @@ from gateway.auth.devkeys import load_or_create_dev_key, mint_token
 from gateway.auth.settings import DEV_ISSUER
 from gateway.problems import PROBLEM_BASE
 from gateway.settings import Settings
+from gateway.writes.idempotency import IdempotencySettings
 from tests.harness.redis_server import RedisServer
 from tests.harness.tryton import TrytonServer
 from tests.harness.tryton_fixtures import clean_tryton
@@ -90,7 +91,13 @@ def with_dev_auth(settings: Settings, key_path: Path) -> Settings:
 
 @pytest.fixture
 def settings(sample_path: Path, dev_key_path: Path) -> Settings:
-    return with_dev_auth(Settings(sample=SampleSettings(path=str(sample_path))), dev_key_path)
+    return with_dev_auth(
+        Settings(
+            sample=SampleSettings(path=str(sample_path)),
+            idempotency=IdempotencySettings(path=str(sample_path.with_name("idempotency.sqlite"))),
+        ),
+        dev_key_path,
+    )
 
 
 @pytest.fixture

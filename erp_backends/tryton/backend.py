@@ -326,8 +326,8 @@ class TrytonBackend(ErpBackend):
         self, request: ReturnRequest, idempotency: IdempotencyToken, ctx: CallContext
     ) -> ReturnOutcome:
         existing, ref = await asyncio.gather(self._returns.find_by_key(idempotency.key, ctx), self._ref(ctx))
-        if existing:
-            return await self._returns.replay(existing[0], idempotency, ctx)
+        if existing:  # a lost answer, or an attempt cut short after it created the complaint
+            return await self._returns.adopt(existing[0], idempotency, ctx)
         if ref.complaint_type is None:
             raise ErpUnavailable(f"Tryton has no complaint type named {self._settings.complaint_type!r}")
         sale = await self._sale(request.order_number, ctx)

@@ -74,6 +74,8 @@ _FIELDS = [
 ]
 _REASONS = frozenset(get_args(ReturnReason))
 _STATUS: dict[str, ReturnStatus] = {"rejected": "rejected", "cancelled": "cancelled"}
+#: Complaint states an interrupted attempt leaves behind: created, not yet approved.
+_UNFINISHED = frozenset({"draft", "waiting"})
 
 
 class _Note(msgspec.Struct, kw_only=True):
@@ -122,6 +124,21 @@ class ComplaintReturns:
             )
         return ReturnOutcome(authorization=await self._authorization(complaint, ctx), replayed=True)
 
+    async def adopt(self, complaint: dict[str, Any], token: IdempotencyToken, ctx: CallContext) -> ReturnOutcome:
+        """Replay the complaint the key made; if the attempt that made it stopped before
+        submitting it (crash, timeout, ERP outage), finish its workflow first: no orphan draft."""
+        outcome = await self.replay(complaint, token, ctx)  # refuses another body before touching it
+        if not (self._approve and complaint["state"] in _UNFINISHED):
+            return outcome
+        await self._submit(complaint["id"], ctx)
+        (row,) = await self._rpc.call("model.sale.complaint.read", [complaint["id"]], _FIELDS, ctx=ctx)
+        return ReturnOutcome(authorization=await self._authorization(row, ctx), replayed=True)
+
+    async def _submit(self, complaint_id: int, ctx: CallContext) -> None:
+        # Workflow transitions skip records already past them, so a second adopter is harmless.
+        await self._rpc.call("model.sale.complaint.wait", [complaint_id], ctx=ctx, accept_warnings=True)
+        await self._rpc.call("model.sale.complaint.approve", [complaint_id], ctx=ctx)
+
     async def create(
         self, request: ReturnRequest, token: IdempotencyToken, sale: SaleRecord, type_id: int, ctx: CallContext
     ) -> ReturnOutcome:
@@ -163,8 +180,7 @@ class ComplaintReturns:
             await self._delete(complaint_id, ctx)  # an older complaint took the units first
             raise
         if self._approve:
-            await self._rpc.call("model.sale.complaint.wait", [complaint_id], ctx=ctx, accept_warnings=True)
-            await self._rpc.call("model.sale.complaint.approve", [complaint_id], ctx=ctx)
+            await self._submit(complaint_id, ctx)
         (row,) = await self._rpc.call("model.sale.complaint.read", [complaint_id], _FIELDS, ctx=ctx)
         return ReturnOutcome(authorization=await self._authorization(row, ctx), replayed=False)
 

@@ -16,7 +16,7 @@ from gateway.bootstrap import Runtime
 from gateway.correlation import correlation_id, traceparent
 from gateway.identity import client_identity
 
-__all__ = ["AnyRequest", "erp_call", "runtime_of"]
+__all__ = ["AnyRequest", "call_context", "erp_call", "runtime_of"]
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -27,13 +27,17 @@ def runtime_of(request: AnyRequest) -> Runtime:
     return runtime
 
 
-def erp_call(request: AnyRequest) -> tuple[ErpBackend, CallContext]:
-    """The ERP backend (wrapped in its policies) and the context to pass with each call."""
+def call_context(request: AnyRequest) -> CallContext:
+    """Who asks, and how to correlate: passed with every backend call and write."""
     scope = request.scope
     identity = client_identity(scope)
-    ctx = CallContext(
+    return CallContext(
         correlation_id=correlation_id(scope),
         client_id=identity.client_id if identity else None,
         traceparent=traceparent(scope),
     )
-    return runtime_of(request).backend, ctx
+
+
+def erp_call(request: AnyRequest) -> tuple[ErpBackend, CallContext]:
+    """The ERP backend (wrapped in its policies) and the context to pass with each call."""
+    return runtime_of(request).backend, call_context(request)

@@ -9,9 +9,8 @@ from litestar.params import HeaderParameter, Parameter
 
 from contracts.v1 import ReturnAuthorization, ReturnRequest
 from contracts.v1._types import REFERENCE_MAX_LENGTH, REFERENCE_PATTERN
-from erp_backends.port import IdempotencyToken
 from gateway.auth.scopes import requires
-from gateway.routes._deps import AnyRequest, erp_call
+from gateway.routes._deps import AnyRequest, call_context, erp_call, runtime_of
 from gateway.routes._openapi import body, example, responses
 
 __all__ = ["ReturnsController"]
@@ -43,7 +42,8 @@ IdempotencyKeyHeader = Annotated[
         pattern=r"^[\x21-\x7e]+$",
         description=(
             "Required. A unique key per return the caller means to create (a UUID is ideal). Retrying with "
-            "the same key and body replays the first answer; the same key with another body is refused (422)."
+            "the same key and body replays the first answer; the same key with another body is refused (422); "
+            "while a request with the key is in progress, another gets 409 with Retry-After."
         ),
     ),
 ]
@@ -75,6 +75,7 @@ class ReturnsController(Controller):
             "nothing-delivered",
             "return-quantity-exceeded",
             "idempotency-key-reused",
+            "idempotency-request-in-progress",
             "invalid-return-line",
             "line-not-on-order",
             "ambiguous-return-line",
@@ -93,8 +94,7 @@ class ReturnsController(Controller):
         idempotency_key: IdempotencyKeyHeader,
         request: AnyRequest,
     ) -> Response[ReturnAuthorization]:
-        erp, ctx = erp_call(request)
-        outcome = await erp.create_return(data, IdempotencyToken.for_request(idempotency_key, data), ctx)
+        outcome = await runtime_of(request).returns.create(data, idempotency_key, call_context(request))
         rma = outcome.authorization
         headers = {"Location": f"/v1/returns/{rma.rma_number}"}
         if outcome.replayed:

@@ -1,0 +1,1 @@
+"""Writes as use-cases: each owns its idempotency record in front of the ERP port (reads call the port)."""

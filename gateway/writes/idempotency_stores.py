@@ -1,0 +1,224 @@
+"""Adapters of ``IdempotencyStore``: SQLite (one host), Redis (every instance), and Redis
+falling back to SQLite while Redis is down. One test suite runs against each."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from gateway.writes.idempotency import Claim, IdempotencyStore, StoredAnswer, StoreUnavailable
+from policies.redis_link import RedisLink
+
+__all__ = ["FallbackIdempotencyStore", "RedisIdempotencyStore", "SqliteIdempotencyStore"]
+
+
+class SqliteIdempotencyStore(IdempotencyStore):
+    """Records in a SQLite file: ``BEGIN IMMEDIATE`` makes each step atomic across the
+    processes of one host (gunicorn's workers, ``make run`` without Redis)."""
+
+    def __init__(self, path: str) -> None:
+        self._path = Path(path)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="idempotency")
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self._path, timeout=10.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
+                " owner TEXT NOT NULL, state TEXT NOT NULL, expires_at REAL NOT NULL,"
+                " status INTEGER, body BLOB, location TEXT)"
+            )
+            conn.execute("CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at)")
+            self._conn = conn
+        return self._conn
+
+    async def _atomic(self, step: Any, *args: Any) -> Any:
+        def run() -> Any:
+            conn = self._connect()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = step(conn, time.time(), *args)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"idempotency file {self._path}: {exc}") from exc
+
+    async def claim(self, key: str, fingerprint: str, owner: str, lease_seconds: int) -> Claim:
+        result: Claim = await self._atomic(_sqlite_claim, key, fingerprint, owner, lease_seconds)
+        return result
+
+    async def complete(self, key: str, owner: str, answer: StoredAnswer, ttl_seconds: int) -> None:
+        await self._atomic(_sqlite_complete, key, owner, answer, ttl_seconds)
+
+    async def release(self, key: str, owner: str) -> None:
+        await self._atomic(_sqlite_release, key, owner)
+
+    async def aclose(self) -> None:
+        def close() -> None:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, close)
+        self._executor.shutdown(wait=True)
+
+
+def _sqlite_claim(conn: sqlite3.Connection, now: float, key: str, fingerprint: str, owner: str, lease: int) -> Claim:
+    conn.execute("DELETE FROM records WHERE expires_at <= ?", (now,))
+    row = conn.execute(
+        "SELECT fingerprint, owner, state, expires_at, status, body, location FROM records WHERE key = ?", (key,)
+    ).fetchone()
+    if row is None:
+        conn.execute(
+            "INSERT INTO records (key, fingerprint, owner, state, expires_at) VALUES (?, ?, ?, 'in_progress', ?)",
+            (key, fingerprint, owner, now + lease),
+        )
+        return Claim(state="claimed", fingerprint=fingerprint)
+    held_fp, held_owner, state, expires_at, status, body, location = row
+    if state == "completed":
+        answer = StoredAnswer(status=status, body=bytes(body), location=location)
+        return Claim(state="completed", fingerprint=held_fp, answer=answer)
+    if held_owner == owner:
+        return Claim(state="claimed", fingerprint=held_fp)
+    return Claim(state="in_progress", fingerprint=held_fp, retry_after=expires_at - now)
+
+
+def _sqlite_complete(
+    conn: sqlite3.Connection, now: float, key: str, owner: str, answer: StoredAnswer, ttl: int
+) -> None:
+    conn.execute(
+        "UPDATE records SET state = 'completed', expires_at = ?, status = ?, body = ?, location = ?"
+        " WHERE key = ? AND owner = ? AND state = 'in_progress'",
+        (now + ttl, answer.status, answer.body, answer.location, key, owner),
+    )
+
+
+def _sqlite_release(conn: sqlite3.Connection, now: float, key: str, owner: str) -> None:
+    conn.execute("DELETE FROM records WHERE key = ? AND owner = ? AND state = 'in_progress'", (key, owner))
+
+
+# One key per script call: legal on Redis Cluster. The lease is the key's own expiry, so a
+# dead worker's claim vanishes by itself; asking again as the same owner (a command retried
+# after a timeout that did run) is a claim, not a conflict.
+_CLAIM = """
+local rec = redis.call('HMGET', KEYS[1], 'state', 'fp', 'owner', 'status', 'body', 'location')
+if not rec[1] then
+  redis.call('HSET', KEYS[1], 'state', 'in_progress', 'fp', ARGV[1], 'owner', ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  return {'claimed', ARGV[1]}
+end
+if rec[1] == 'in_progress' then
+  if rec[3] == ARGV[2] then return {'claimed', rec[2]} end
+  return {'in_progress', rec[2], redis.call('PTTL', KEYS[1])}
+end
+return {'completed', rec[2], 0, rec[4], rec[5], rec[6] or ''}
+"""
+_COMPLETE = """
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] and redis.call('HGET', KEYS[1], 'state') == 'in_progress' then
+  redis.call('HSET', KEYS[1], 'state', 'completed', 'status', ARGV[2], 'body', ARGV[3], 'location', ARGV[4])
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+return 1
+"""
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] and redis.call('HGET', KEYS[1], 'state') == 'in_progress' then
+  redis.call('DEL', KEYS[1])
+end
+return 1
+"""
+_DOWN = object()
+
+
+class RedisIdempotencyStore(IdempotencyStore):
+    """Records in Redis, one hash per key; a Redis failure raises ``StoreUnavailable``."""
+
+    def __init__(self, redis: RedisLink) -> None:
+        assert redis.client is not None, "RedisIdempotencyStore needs a configured Redis"
+        self._redis = redis
+        self._claim = redis.client.register_script(_CLAIM)
+        self._complete = redis.client.register_script(_COMPLETE)
+        self._release = redis.client.register_script(_RELEASE)
+
+    def _key(self, key: str) -> str:
+        return self._redis.key("idem", key)
+
+    async def _run(self, script: Any, key: str, *args: Any) -> Any:
+        result = await self._redis.call(lambda _: script(keys=[self._key(key)], args=list(args)), _DOWN)
+        if result is _DOWN:
+            raise StoreUnavailable(f"Redis: {self._redis.last_error or 'unavailable'}")
+        return result
+
+    async def claim(self, key: str, fingerprint: str, owner: str, lease_seconds: int) -> Claim:
+        reply = await self._run(self._claim, key, fingerprint, owner, lease_seconds * 1000)
+        state, held_fp = _text(reply[0]), _text(reply[1])
+        if state == "claimed":
+            return Claim(state="claimed", fingerprint=held_fp)
+        if state == "in_progress":
+            return Claim(state="in_progress", fingerprint=held_fp, retry_after=max(0, int(reply[2])) / 1000)
+        location = _text(reply[5]) or None
+        answer = StoredAnswer(status=int(reply[3]), body=bytes(reply[4]), location=location)
+        return Claim(state="completed", fingerprint=held_fp, answer=answer)
+
+    async def complete(self, key: str, owner: str, answer: StoredAnswer, ttl_seconds: int) -> None:
+        await self._run(
+            self._complete, key, owner, answer.status, answer.body, answer.location or "", ttl_seconds * 1000
+        )
+
+    async def release(self, key: str, owner: str) -> None:
+        await self._run(self._release, key, owner)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class FallbackIdempotencyStore(IdempotencyStore):
+    """``primary`` (Redis) while it answers, ``fallback`` (the host's SQLite file) while not.
+
+    During a Redis outage attempts are serialized per host, not across instances: two
+    instances may then both reach the ERP with one key, and the ERP-side check (the key on
+    the ERP document, looked up in the same transaction or made unique) decides. A claim
+    is settled in the store that granted it.
+    """
+
+    def __init__(self, primary: IdempotencyStore, fallback: IdempotencyStore) -> None:
+        self._primary = primary
+        self._fallback = fallback
+        self._granted_by: dict[str, IdempotencyStore] = {}
+
+    async def claim(self, key: str, fingerprint: str, owner: str, lease_seconds: int) -> Claim:
+        try:
+            claim = await self._primary.claim(key, fingerprint, owner, lease_seconds)
+            store = self._primary
+        except StoreUnavailable:
+            claim = await self._fallback.claim(key, fingerprint, owner, lease_seconds)
+            store = self._fallback
+        if claim.state == "claimed":
+            self._granted_by[owner] = store
+        return claim
+
+    async def complete(self, key: str, owner: str, answer: StoredAnswer, ttl_seconds: int) -> None:
+        if store := self._granted_by.pop(owner, None):  # else no claim of this owner to settle
+            await store.complete(key, owner, answer, ttl_seconds)
+
+    async def release(self, key: str, owner: str) -> None:
+        if store := self._granted_by.pop(owner, None):
+            await store.release(key, owner)
+
+    async def aclose(self) -> None:
+        await self._primary.aclose()
+        await self._fallback.aclose()

@@ -1,0 +1,121 @@
+"""One suite for every ``IdempotencyStore`` adapter: SQLite (one host), Redis (every instance),
+and Redis with its SQLite fallback, both while Redis answers and while it is down.
+
+Two store objects on the same file or Redis stand for two workers or two instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from gateway.writes.idempotency import IdempotencyStore, StoredAnswer
+from gateway.writes.idempotency_stores import FallbackIdempotencyStore, RedisIdempotencyStore, SqliteIdempotencyStore
+from policies.redis_link import RedisLink, RedisSettings
+
+STORES = ["sqlite", "redis", "fallback-redis-up", "fallback-redis-down"]
+ANSWER = StoredAnswer(status=201, body=b'{"rmaNumber": "RMA-000001"}', location="/v1/returns/RMA-000001")
+
+#: Makes the store of one simulated worker (all share one state).
+MakeStore = Callable[[], IdempotencyStore]
+
+
+@pytest.fixture(params=STORES)
+async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MakeStore]:
+    made: list[IdempotencyStore] = []
+    links: list[RedisLink] = []
+    kind: str = request.param
+
+    def link() -> RedisLink:
+        if kind == "fallback-redis-down":  # nothing listens there
+            links.append(RedisLink(RedisSettings(url="redis://127.0.0.1:1", timeout_seconds=0.1)))
+        else:
+            links.append(RedisLink(RedisSettings(url=request.getfixturevalue("redis_url"))))
+        return links[-1]
+
+    def make() -> IdempotencyStore:
+        local = SqliteIdempotencyStore(str(tmp_path / "idempotency.sqlite"))
+        store: IdempotencyStore
+        if kind == "sqlite":
+            store = local
+        elif kind == "redis":
+            store = RedisIdempotencyStore(link())
+        else:
+            store = FallbackIdempotencyStore(RedisIdempotencyStore(link()), local)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.aclose()
+    for redis in links:
+        await redis.aclose()
+
+
+def _key() -> str:
+    return f"returns:{uuid.uuid4()}"
+
+
+async def test_the_first_claim_wins_and_others_see_it_in_progress(make_store: MakeStore) -> None:
+    one, two = make_store(), make_store()
+    key = _key()
+    assert (await one.claim(key, "fp", "owner-1", 30)).state == "claimed"
+    other = await two.claim(key, "fp", "owner-2", 30)
+    assert other.state == "in_progress"
+    assert other.fingerprint == "fp"
+    assert 0 < other.retry_after <= 30
+
+
+async def test_a_retried_claim_by_the_same_owner_is_still_a_claim(make_store: MakeStore) -> None:
+    store = make_store()
+    key = _key()
+    await store.claim(key, "fp", "owner-1", 30)
+    assert (await store.claim(key, "fp", "owner-1", 30)).state == "claimed"
+
+
+async def test_a_completed_answer_is_replayed_with_its_fingerprint(make_store: MakeStore) -> None:
+    one, two = make_store(), make_store()
+    key = _key()
+    await one.claim(key, "fp", "owner-1", 30)
+    await one.complete(key, "owner-1", ANSWER, 60)
+    found = await two.claim(key, "other-fp", "owner-2", 30)
+    assert found.state == "completed"
+    assert found.fingerprint == "fp"  # the caller compares: another body is refused
+    assert found.answer == ANSWER
+
+
+async def test_a_released_claim_can_be_claimed_again(make_store: MakeStore) -> None:
+    one, two = make_store(), make_store()
+    key = _key()
+    await one.claim(key, "fp", "owner-1", 30)
+    await one.release(key, "owner-1")
+    assert (await two.claim(key, "fp", "owner-2", 30)).state == "claimed"
+
+
+async def test_only_the_owner_settles_a_claim(make_store: MakeStore) -> None:
+    one, two = make_store(), make_store()
+    key = _key()
+    await one.claim(key, "fp", "owner-1", 30)
+    await two.release(key, "owner-2")
+    await two.complete(key, "owner-2", ANSWER, 60)
+    assert (await two.claim(key, "fp", "owner-3", 30)).state == "in_progress"
+
+
+async def test_a_dead_owners_claim_lapses_with_its_lease(make_store: MakeStore) -> None:
+    one, two = make_store(), make_store()
+    key = _key()
+    await one.claim(key, "fp", "owner-1", 1)  # then "dies": never settles
+    await asyncio.sleep(1.1)
+    assert (await two.claim(key, "fp", "owner-2", 30)).state == "claimed"
+
+
+async def test_of_many_racing_claims_exactly_one_wins(make_store: MakeStore) -> None:
+    stores = [make_store() for _ in range(5)]
+    key = _key()
+    claims = await asyncio.gather(*(stores[i % 5].claim(key, "fp", f"owner-{i}", 30) for i in range(50)))
+    assert sum(c.state == "claimed" for c in claims) == 1
+    assert sum(c.state == "in_progress" for c in claims) == 49
