@@ -36,7 +36,12 @@ def body(summary: str, value: Any) -> Any:
 def responses(
     status: int, data: Any, description: str, examples: list[Example], *slugs: str
 ) -> dict[int, ResponseSpec]:
-    """The success response with its examples, then one problem response per error status."""
+    """The success response with its examples, then one problem response per error status.
+
+    An operation with a body names ``payload-too-large``; its body can also be of the wrong
+    media type (``gateway.decoding``), so it gets ``unsupported-media-type`` too."""
+    if "payload-too-large" in slugs:
+        slugs = (*slugs, "unsupported-media-type")
     out = {
         status: ResponseSpec(data_container=data, description=description, examples=examples, generate_examples=False)
     }

@@ -44,7 +44,11 @@ class AdminController(Controller):
         ),
         **requires("admin"),
         responses=responses(
-            200, CacheInvalidation, "How many entries were dropped", [example("Two SKUs", {"invalidatedEntries": 4})]
+            200,
+            CacheInvalidation,
+            "How many entries were dropped",
+            [example("Two SKUs", {"invalidatedEntries": 4})],
+            "payload-too-large",
         ),
     )
     async def invalidate(
