@@ -1,13 +1,15 @@
 """The backends the conformance suite runs against. Every one must pass the same tests.
 
-``sample`` gets a fresh database per test. ``tryton`` is a real trytond server started once
-per session (tests/harness/tryton.py); it is reset to the dataset before a test only when the
-test before it wrote (filed a return), which costs ~1 s per writing test instead of ~1 s per test.
+``sample`` gets a fresh database per test. ``tryton`` (SQLite) and ``tryton-pg`` (PostgreSQL)
+are real trytond servers started once per session (tests/harness/tryton.py); each is reset to
+the dataset before a test only when the test before it wrote (filed a return), which costs
+~1 s per writing test instead of ~1 s per test.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -17,9 +19,23 @@ from erp_backends.sample import SampleBackend
 from erp_backends.tryton import TrytonBackend
 from erp_backends.tryton.rpc import TrytonSession
 from tests.harness.tryton import TrytonServer
-from tests.harness.tryton_fixtures import tryton_settings
+from tests.harness.tryton_fixtures import clean_tryton, tryton_settings
 
-BACKENDS = ["sample", "tryton"]
+BACKENDS = ["sample", "tryton", "tryton-pg"]
+
+
+@pytest.fixture(scope="session")
+def tryton_pg_server() -> Iterator[TrytonServer]:
+    """Like ``tryton_server`` (tests/conftest.py), on PostgreSQL: the machine's server on
+    127.0.0.1:5432, or a throwaway cluster (tests/harness/postgres_server.py)."""
+    with TrytonServer(database_kind="postgresql") as server:
+        yield server
+
+
+@pytest.fixture
+def tryton_pg(tryton_pg_server: TrytonServer) -> TrytonServer:
+    """The session's PostgreSQL-backed Tryton server holding exactly the dataset."""
+    return clean_tryton(tryton_pg_server)
 
 
 @pytest.fixture(scope="session")
@@ -28,12 +44,30 @@ def tryton_session() -> TrytonSession:
     return TrytonSession()
 
 
-@pytest.fixture
-async def tryton_backend(tryton: TrytonServer, tryton_session: TrytonSession) -> AsyncIterator[TrytonBackend]:
+@pytest.fixture(scope="session")
+def tryton_pg_session() -> TrytonSession:
+    """The same for the PostgreSQL-backed server (a login belongs to one server)."""
+    return TrytonSession()
+
+
+@asynccontextmanager
+async def _adapter(server: TrytonServer, session: TrytonSession) -> AsyncIterator[TrytonBackend]:
     async with httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=2.0)) as client:
-        adapter = TrytonBackend(tryton_settings(tryton), client, session=tryton_session)
+        adapter = TrytonBackend(tryton_settings(server), client, session=session)
         yield adapter
         await adapter.aclose()
+
+
+@pytest.fixture
+async def tryton_backend(tryton: TrytonServer, tryton_session: TrytonSession) -> AsyncIterator[TrytonBackend]:
+    async with _adapter(tryton, tryton_session) as adapter:
+        yield adapter
+
+
+@pytest.fixture
+async def tryton_pg_backend(tryton_pg: TrytonServer, tryton_pg_session: TrytonSession) -> AsyncIterator[TrytonBackend]:
+    async with _adapter(tryton_pg, tryton_pg_session) as adapter:
+        yield adapter
 
 
 @pytest.fixture(params=BACKENDS)
@@ -45,6 +79,9 @@ def backend(request: pytest.FixtureRequest) -> ErpBackend:
     if request.param == "tryton":
         tryton: TrytonBackend = request.getfixturevalue("tryton_backend")
         return tryton
+    if request.param == "tryton-pg":
+        tryton_pg: TrytonBackend = request.getfixturevalue("tryton_pg_backend")
+        return tryton_pg
     raise AssertionError(request.param)  # pragma: no cover - each real ERP adds its branch
 
 

@@ -8,25 +8,34 @@ Caching (default ``~/.cache/erp-gateway/tryton/``, env ``TRYTON_HARNESS_CACHE``)
 
 - ``venv-<hash(requirements)>/``: the Tryton venv; ``.complete`` is written
   last, an incomplete venv is wiped and rebuilt.
-- ``db-<hash(requirements, retail.toml, tryton_seed.py, ...)>/erpgw.sqlite``:
+  The venv also holds the project's own Tryton module ``erpgw_idempotency``
+  (``erp_backends/tryton/module/``), reinstalled when its files change.
+- ``db-<hash(requirements, retail.toml, tryton_seed.py, module, ...)>/erpgw.sqlite``:
   the "golden" seeded database. Built in a temporary directory, verified over
   JSON-RPC against a throw-away server, then renamed into place (atomic), so
   an interrupted run never leaves a half-seeded cache.
+- PostgreSQL flavour (``database_kind="postgresql"``, server from
+  ``tests/harness/postgres_server.py``): the golden database is a template
+  database ``erpgw_golden_<db_key()>`` on that server; each ``TrytonServer``
+  gets ``CREATE DATABASE erpgw_<random> TEMPLATE erpgw_golden_...`` (a reset
+  drops and re-creates it). ``pg-<db_key()>/golden.dump`` (pg_dump of the
+  verified build) restores the template in seconds on a server that lacks it,
+  e.g. a fresh throwaway cluster.
 
-Both builds take a file lock, so parallel test workers wait for one build.
+All builds take a file lock, so parallel test workers wait for one build.
 
 Usage from tests::
 
     from tests.harness.tryton import TrytonServer
-    with TrytonServer() as server:
+    with TrytonServer() as server:   # or TrytonServer(database_kind="postgresql")
         server.url, server.database, server.user, server.password
         ...
         server.reset()   # back to the golden data, same port
 
 CLI (from the repository root)::
 
-    python -m tests.harness.tryton prepare        # venv + golden db only
-    python -m tests.harness.tryton serve [--port N]
+    python -m tests.harness.tryton prepare        # venv + both golden dbs only
+    python -m tests.harness.tryton serve [--port N] [--database-kind postgresql]
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import fcntl
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -55,11 +65,16 @@ from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
+from tests.harness.postgres_server import PostgresError, PostgresServer, ensure_postgres, pg_binary
+
 HARNESS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = HARNESS_DIR.parents[1]
 REQUIREMENTS = HARNESS_DIR / "tryton_requirements.txt"
 SEED_SCRIPT = HARNESS_DIR / "tryton_seed.py"
 DATASET = REPO_ROOT / "erp_backends" / "dataset" / "retail.toml"
+#: The project's Tryton module: sale.complaint.reference unique (one complaint per Idempotency-Key).
+MODULE_DIR = REPO_ROOT / "erp_backends" / "tryton" / "module" / "erpgw_idempotency"
+MODULE_NAME = "erpgw_idempotency"
 
 MODULES = (
     "party",
@@ -71,7 +86,9 @@ MODULES = (
     "sale",
     "sale_price_list",
     "sale_complaint",
+    MODULE_NAME,
 )
+DATABASE_KINDS = ("sqlite", "postgresql")
 DATABASE = "erpgw"
 ADMIN_LOGIN = "admin"
 # Throw-away test database: a fixed password of 8+ characters (Tryton's
@@ -112,8 +129,29 @@ def venv_key() -> str:
     return _digest(REQUIREMENTS, sys.version_info[:2].__repr__())
 
 
+def _module_files() -> list[Path]:
+    return sorted(
+        p for p in MODULE_DIR.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+
+
+def module_key() -> str:
+    files = _module_files()
+    return _digest(*(str(p.relative_to(MODULE_DIR)) for p in files), *files)
+
+
 def db_key() -> str:
-    return _digest(REQUIREMENTS, DATASET, SEED_SCRIPT, " ".join(MODULES), DATABASE, ADMIN_LOGIN, ADMIN_PASSWORD, "v1")
+    return _digest(
+        REQUIREMENTS,
+        DATASET,
+        SEED_SCRIPT,
+        " ".join(MODULES),
+        module_key(),
+        DATABASE,
+        ADMIN_LOGIN,
+        ADMIN_PASSWORD,
+        "v2",
+    )
 
 
 @contextlib.contextmanager
@@ -165,13 +203,16 @@ def venv_python(venv: Path | None = None) -> Path:
 
 
 def ensure_venv() -> Path:
-    """Create (once) the Tryton venv for the pinned requirements."""
+    """Create (once) the Tryton venv for the pinned requirements, with the project's module."""
     venv = venv_dir()
     marker = venv / ".complete"
-    if marker.exists():
+    module_marker = venv / f".module-{module_key()}"
+    if marker.exists() and module_marker.exists():
         return venv
     with _locked(venv.name):
         if marker.exists():
+            if not module_marker.exists():
+                _install_module(venv, module_marker)
             return venv
         if venv.exists():
             shutil.rmtree(venv)
@@ -202,15 +243,42 @@ def ensure_venv() -> Path:
             shutil.rmtree(venv, ignore_errors=True)
             raise
         marker.write_text(REQUIREMENTS.read_text())
+        _install_module(venv, module_marker)
         _log(f"venv ready in {time.monotonic() - t0:.1f}s")
     return venv
 
 
+def _install_module(venv: Path, marker: Path) -> None:
+    """pip install the erpgw_idempotency module (a wheel build: nothing is written to the repo)."""
+    t0 = time.monotonic()
+    log_path = cache_dir() / f"{venv.name}.log"
+    for old in venv.glob(".module-*"):
+        old.unlink()
+    _run(
+        [
+            venv_python(venv),
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-q",
+            "--no-deps",
+            "--force-reinstall",
+            MODULE_DIR,
+        ],
+        log_path=log_path,
+    )
+    _run([venv_python(venv), "-c", f"import trytond.modules.{MODULE_NAME}.complaint"], log_path=log_path)
+    marker.write_text(module_key())
+    _log(f"module {MODULE_NAME} installed in {time.monotonic() - t0:.1f}s")
+
+
 # ------------------------------------------------------------------ database
-def _write_config(path: Path, db_dir: Path, port: int | None = None) -> None:
+def _write_config(path: Path, db_dir: Path, port: int | None = None, uri: str = "sqlite://") -> None:
     lines = [
         "[database]",
-        "uri = sqlite://",
+        f"uri = {uri}",
         f"path = {db_dir}",
         "",
         "[password]",
@@ -279,12 +347,14 @@ def ensure_seeded_db() -> Path:
     return final / f"{DATABASE}.sqlite"
 
 
-def _build_db(venv: Path, work: Path) -> None:
+def _build_db(venv: Path, work: Path, *, uri: str = "sqlite://", database: str = DATABASE) -> None:
+    """trytond-admin (activate MODULES) then the seed script, into ``database`` (created empty)."""
     conf = work / "trytond.conf"
-    _write_config(conf, work)
+    _write_config(conf, work, uri=uri)
     passfile = work / "passfile"
     passfile.write_text(ADMIN_PASSWORD + "\n")
-    (work / f"{DATABASE}.sqlite").write_bytes(b"")
+    if uri.startswith("sqlite"):
+        (work / f"{database}.sqlite").write_bytes(b"")
     env = _tryton_env(conf)
     env["TRYTONPASSFILE"] = str(passfile)
     t0 = time.monotonic()
@@ -295,7 +365,7 @@ def _build_db(venv: Path, work: Path) -> None:
             "-c",
             conf,
             "-d",
-            DATABASE,
+            database,
             "--email",
             ADMIN_EMAIL,
             "-u",
@@ -308,9 +378,9 @@ def _build_db(venv: Path, work: Path) -> None:
     _log(f"trytond-admin done in {time.monotonic() - t0:.1f}s")
     t0 = time.monotonic()
     env.pop("TRYTONPASSFILE")
-    env["TRYTOND_DATABASE_URI"] = "sqlite://"
+    env["TRYTOND_DATABASE_URI"] = uri
     _run(
-        [venv_python(venv), SEED_SCRIPT, "--config", conf, "--database", DATABASE, "--dataset", DATASET],
+        [venv_python(venv), SEED_SCRIPT, "--config", conf, "--database", database, "--dataset", DATASET],
         log_path=work / "seed.log",
         env=env,
     )
@@ -322,6 +392,120 @@ def _verify_db(db_file: Path) -> None:
     with TrytonServer(golden=db_file) as server:
         verify_dataset(server)
     _log(f"verified over JSON-RPC in {time.monotonic() - t0:.1f}s")
+
+
+# ------------------------------------------------------- PostgreSQL database
+_PG_STOP_ORDERED = False
+
+
+def postgres() -> PostgresServer:
+    """The PostgreSQL server the harness uses (tests/harness/postgres_server.py)."""
+    global _PG_STOP_ORDERED
+    server = ensure_postgres()
+    if not _PG_STOP_ORDERED:
+        # atexit runs last-registered first: stop trytond before a throwaway postgres goes
+        atexit.unregister(_stop_live_servers)
+        atexit.register(_stop_live_servers)
+        _PG_STOP_ORDERED = True
+    return server
+
+
+def pg_golden_name() -> str:
+    return f"erpgw_golden_{db_key()}"
+
+
+def pg_cache_dir() -> Path:
+    return cache_dir() / f"pg-{db_key()}"
+
+
+def _pg_exists(pg: PostgresServer, name: str) -> bool:
+    return pg.psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") == "1"
+
+
+def _pg_drop(pg: PostgresServer, name: str) -> None:
+    assert name.startswith("erpgw_"), name  # the harness drops only databases it names
+    pg.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def ensure_pg_golden() -> str:
+    """Name of the golden template database on ``postgres()``, built or restored when missing.
+
+    Built like the SQLite one (trytond-admin + seed into ``erpgw_build_<key>_<random>``),
+    verified over JSON-RPC, dumped to the cache, then renamed to ``erpgw_golden_<key>`` and
+    marked a template that accepts no connections (so ``CREATE DATABASE ... TEMPLATE`` never
+    finds it busy). With the dump cached, a server without the template gets it by pg_restore.
+    """
+    pg = postgres()
+    golden = pg_golden_name()
+    if _pg_exists(pg, golden):
+        return golden
+    venv = ensure_venv()
+    key = db_key()
+    with _locked(f"pg-{key}"):
+        if _pg_exists(pg, golden):
+            return golden
+        stale = pg.psql(f"SELECT datname FROM pg_database WHERE datname LIKE 'erpgw\\_build\\_{key}\\_%'")
+        for name in stale.split():
+            _pg_drop(pg, name)  # leftovers of a killed build (a live one would hold the lock)
+        t0 = time.monotonic()
+        build = f"erpgw_build_{key}_{secrets.token_hex(4)}"
+        dump = pg_cache_dir() / "golden.dump"
+        pg.psql(f"CREATE DATABASE \"{build}\" TEMPLATE template0 ENCODING 'UTF8'")
+        try:
+            restored = False
+            if dump.exists():
+                try:
+                    _pg_restore(pg, dump, build)
+                    restored = True
+                except (PostgresError, TrytonHarnessError) as e:
+                    _log(f"cached dump did not restore ({e}); building")
+                    _pg_drop(pg, build)
+                    pg.psql(f"CREATE DATABASE \"{build}\" TEMPLATE template0 ENCODING 'UTF8'")
+            if not restored:
+                _build_pg(pg, venv, build)
+            pg.psql(f'ALTER DATABASE "{build}" RENAME TO "{golden}"')
+        except BaseException:
+            with contextlib.suppress(Exception):
+                _pg_drop(pg, build)
+            raise
+        pg.psql(f'ALTER DATABASE "{golden}" WITH IS_TEMPLATE true ALLOW_CONNECTIONS false')
+        how = "restored from the cached dump" if restored else "built"
+        _log(f"golden PostgreSQL database {golden} {how} in {time.monotonic() - t0:.1f}s")
+    return golden
+
+
+def _build_pg(pg: PostgresServer, venv: Path, build: str) -> None:
+    work = Path(tempfile.mkdtemp(prefix="erpgw-pg-build-"))
+    try:
+        try:
+            _build_db(venv, work, uri=pg.uri, database=build)
+        except BaseException:
+            keep = cache_dir() / "last-failed-build"
+            shutil.rmtree(keep, ignore_errors=True)
+            shutil.copytree(work, keep, ignore=shutil.ignore_patterns("passfile"))
+            raise
+        out = pg_cache_dir()
+        out.mkdir(exist_ok=True)
+        (out / "built_on").write_text(datetime.date.today().isoformat())
+        t0 = time.monotonic()
+        with TrytonServer(database_kind="postgresql", golden=build) as server:
+            verify_dataset(server)
+        _log(f"verified over JSON-RPC in {time.monotonic() - t0:.1f}s")
+        tmp = out / f"golden.dump.tmp-{os.getpid()}"
+        _run([pg_binary("pg_dump"), "-Fc", "-Z", "1", "-f", tmp, "-d", build], log_path=work / "dump.log", env=pg.env())
+        os.replace(tmp, out / "golden.dump")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _pg_restore(pg: PostgresServer, dump: Path, database: str) -> None:
+    log_path = cache_dir() / "pg-restore.log"
+    log_path.unlink(missing_ok=True)
+    _run(
+        [pg_binary("pg_restore"), "--no-owner", "--no-acl", "--exit-on-error", "-d", database, dump],
+        log_path=log_path,
+        env=pg.env(),
+    )
 
 
 # -------------------------------------------------------------------- server
@@ -353,17 +537,33 @@ def _stop_live_servers() -> None:
 
 
 class TrytonServer:
-    """A trytond process serving a private copy of the golden database."""
+    """A trytond process serving a private copy of the golden database.
+
+    ``database_kind``: ``"sqlite"`` (a copy of the golden file in the work directory) or
+    ``"postgresql"`` (database ``erpgw_<random>`` made from the golden template on
+    ``postgres()``, dropped by ``close()``). ``golden`` overrides the source: a file for
+    SQLite, a database name for PostgreSQL.
+    """
 
     def __init__(
         self,
         *,
         port: int | None = None,
-        golden: Path | None = None,
+        golden: Path | str | None = None,
         workdir: Path | None = None,
         start_timeout: float = START_TIMEOUT,
+        database_kind: str = "sqlite",
     ):
-        self._golden = Path(golden) if golden else None
+        if database_kind not in DATABASE_KINDS:
+            raise ValueError(f"database_kind must be one of {DATABASE_KINDS}, not {database_kind!r}")
+        self.database_kind = database_kind
+        self._pg: PostgresServer | None = None
+        if database_kind == "postgresql":
+            self._golden: Path | str | None = str(golden) if golden else None
+            self._database = f"erpgw_{secrets.token_hex(6)}"
+        else:
+            self._golden = Path(golden) if golden else None
+            self._database = DATABASE
         self._requested_port = port
         self._port: int | None = None
         self._own_workdir = workdir is None
@@ -385,7 +585,14 @@ class TrytonServer:
 
     @property
     def database(self) -> str:
-        return DATABASE
+        return self._database
+
+    @property
+    def postgres(self) -> PostgresServer:
+        """The PostgreSQL server holding ``database`` (PostgreSQL flavour only)."""
+        if self._pg is None:
+            raise TrytonHarnessError("not a PostgreSQL-backed server")
+        return self._pg
 
     @property
     def user(self) -> str:
@@ -421,7 +628,11 @@ class TrytonServer:
         if self.running:
             return self
         venv = ensure_venv()
-        if self._golden is None:
+        if self.database_kind == "postgresql":
+            self._pg = postgres()
+            if self._golden is None:
+                self._golden = ensure_pg_golden()
+        elif self._golden is None:
             self._golden = ensure_seeded_db()
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix="erpgw-tryton-"))
@@ -451,7 +662,10 @@ class TrytonServer:
         out of the forecast. A real deployment runs this cron daily
         (trytond-cron); the harness runs it once at start instead.
         """
-        built_on = self._golden.parent / "built_on"
+        if self.database_kind == "postgresql":
+            built_on = pg_cache_dir() / "built_on"
+        else:
+            built_on = Path(self._golden).parent / "built_on"
         today = datetime.date.today().isoformat()
         if built_on.exists() and built_on.read_text().strip() >= today:
             return
@@ -463,6 +677,10 @@ class TrytonServer:
     def _copy_golden(self) -> None:
         if self.running:
             raise TrytonHarnessError("refusing to copy over a live database")
+        if self.database_kind == "postgresql":
+            _pg_drop(self.postgres, self._database)
+            self.postgres.psql(f'CREATE DATABASE "{self._database}" TEMPLATE "{self._golden}"')
+            return
         target = self._workdir / f"{DATABASE}.sqlite"
         for suffix in ("-journal", "-wal", "-shm"):
             Path(str(target) + suffix).unlink(missing_ok=True)
@@ -472,9 +690,10 @@ class TrytonServer:
 
     def _launch(self, venv: Path) -> None:
         conf = self._workdir / "trytond.conf"
-        _write_config(conf, self._workdir, self._port)
+        uri = self.postgres.uri if self.database_kind == "postgresql" else "sqlite://"
+        _write_config(conf, self._workdir, self._port, uri=uri)
         self._log_fh = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        cmd = [str(venv_python(venv)), str(venv / "bin" / "trytond"), "-c", str(conf), "-d", DATABASE]
+        cmd = [str(venv_python(venv)), str(venv / "bin" / "trytond"), "-c", str(conf), "-d", self._database]
         self._proc = subprocess.Popen(
             cmd,
             stdout=self._log_fh,
@@ -540,8 +759,11 @@ class TrytonServer:
         return self
 
     def close(self) -> None:
-        """Stop and remove the working directory (if the harness made it)."""
+        """Stop, drop a PostgreSQL database, remove the working directory (if the harness made it)."""
         self.stop()
+        if self._pg is not None:
+            with contextlib.suppress(PostgresError, subprocess.TimeoutExpired):
+                _pg_drop(self._pg, self._database)
         if self._own_workdir and self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -822,24 +1044,33 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="cmd", required=True)
     serve = sub.add_parser("serve", help="seed if needed and serve")
     serve.add_argument("--port", type=int, default=None)
-    sub.add_parser("prepare", help="build the venv and golden db only")
-    sub.add_parser("verify", help="start a server and check the dataset")
+    verify = sub.add_parser("verify", help="start a server and check the dataset")
+    for command in (serve, verify):
+        command.add_argument("--database-kind", choices=DATABASE_KINDS, default="sqlite")
+    prepare = sub.add_parser("prepare", help="build the venv and the golden dbs only")
+    prepare.add_argument("--database-kind", choices=(*DATABASE_KINDS, "all"), default="all")
     args = parser.parse_args(argv)
 
     t0 = time.monotonic()
     if args.cmd == "prepare":
         venv = ensure_venv()
-        db = ensure_seeded_db()
-        print(f"venv:      {venv}")
-        print(f"golden db: {db}")
+        print(f"venv:             {venv}")
+        if args.database_kind in ("sqlite", "all"):
+            print(f"golden db:        {ensure_seeded_db()}")
+        if args.database_kind in ("postgresql", "all"):
+            golden = ensure_pg_golden()
+            pg = postgres()
+            where = "throwaway cluster, gone at exit; dump cached" if pg.throwaway else pg.uri
+            print(f"golden pg db:     {golden} ({where})")
+            print(f"golden pg dump:   {pg_cache_dir() / 'golden.dump'}")
         print(f"ready in {time.monotonic() - t0:.1f}s")
         return 0
     if args.cmd == "verify":
-        with TrytonServer() as server:
+        with TrytonServer(database_kind=args.database_kind) as server:
             print(verify_dataset(server))
         return 0
 
-    server = TrytonServer(port=args.port)
+    server = TrytonServer(port=args.port, database_kind=args.database_kind)
     stop = {"flag": False}
 
     def _stop(*_):
@@ -856,6 +1087,8 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGINT, _stop)
         print(f"url:           {server.url}", flush=True)
         print(f"database:      {server.database}")
+        if server.database_kind == "postgresql":
+            print(f"postgresql:    {server.postgres.uri}{server.database}")
         print(f"user:          {server.user}")
         print(f"password-file: {password_file()}")
         print(f"log:           {server.log_path}")

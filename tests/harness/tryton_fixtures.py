@@ -1,8 +1,9 @@
 """Pytest helpers around the Tryton harness: one server per session, golden data on demand.
 
 Tests that write to Tryton (return complaints) leave it "dirty"; ``clean_tryton`` resets the
-server (stop, copy the golden file back, start: ~1 s) only when the previous test wrote, so
-read-only tests cost nothing and every test still starts from the dataset, as with ``sample``.
+server (stop, copy the golden file back or re-create the PostgreSQL database from its golden
+template, start: ~1 s) only when the previous test wrote, so read-only tests cost nothing and
+every test still starts from the dataset, as with ``sample``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ __all__ = ["clean_tryton", "tryton_settings", "tryton_written"]
 def tryton_written(server: TrytonServer) -> bool:
     """Whether the server's data differs from the golden copy in a way tests see (returns filed).
 
-    Reads the live SQLite file directly (read-only): no login, a few milliseconds.
+    Reads the live database directly: the SQLite file (read-only), or PostgreSQL through psql.
+    No login, a few milliseconds.
     """
+    if server.database_kind == "postgresql":
+        return server.postgres.psql("SELECT COUNT(*) FROM sale_complaint", database=server.database) != "0"
     path = server.workdir / f"{DATABASE}.sqlite"
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
     try:
