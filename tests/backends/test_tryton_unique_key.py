@@ -112,7 +112,7 @@ def test_on_postgresql_a_racing_create_waits_for_the_first_commit_then_fails(try
         [pg_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", tryton_pg.database],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         env=pg.env(),
         text=True,
     )
