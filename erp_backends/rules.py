@@ -25,6 +25,7 @@ from contracts.v1 import (
     Rounding,
     ValidationProblem,
 )
+from contracts.v1._types import MINOR_UNIT
 from contracts.v1.orders import InvoiceState, OrderStatus, PaymentState
 from erp_backends.errors import Conflict, Rejected
 
@@ -41,8 +42,6 @@ __all__ = [
     "round_money",
 ]
 
-#: Decimals of the currency's minor unit (EUR, USD, GBP, SEK: 2).
-MINOR_UNIT = 2
 _QUANT = Decimal(1).scaleb(-MINOR_UNIT)
 
 

@@ -9,6 +9,7 @@ from msgspec import Meta
 
 __all__ = [
     "MAX_BATCH_SKUS",
+    "MINOR_UNIT",
     "MONEY_PATTERN",
     "REFERENCE_MAX_LENGTH",
     "REFERENCE_PATTERN",
@@ -104,11 +105,14 @@ LineRef = Annotated[
 ]
 CurrencyCode = Annotated[str, Meta(pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code.", examples=["EUR"])]
 Quantity = Annotated[int, Meta(ge=1, le=1_000_000, description="Whole units of the SKU's sales unit.", examples=[2])]
-#: Money on the wire: a finite decimal string, at most 12 integer digits and 4 decimals (ISO 4217
-#: minor units go up to 4; EUR, USD, GBP and SEK use 2, stated as ``rounding.minorUnit``), no
-#: exponent, no leading zeros. Requests are held to it when decoded (``gateway.decoding``); the
-#: spec states it for every Money field (``gateway.routes._openapi``).
-MONEY_PATTERN = r"^-?(0|[1-9][0-9]{0,11})(\.[0-9]{1,4})?$"
+#: Decimals of the minor unit of every currency the gateway prices in (EUR, USD, GBP, SEK: 2),
+#: stated in price answers as ``rounding.minorUnit``.
+MINOR_UNIT = 2
+#: Money on the wire: a finite decimal string, at most 12 integer digits and the currency's
+#: minor unit of decimals, no exponent, no leading zeros. Requests are held to it when decoded
+#: (``gateway.decoding``); the spec states it for every Money field (``gateway.routes._openapi``).
+#: A currency with more decimals would widen it, which no published client breaks on for requests.
+MONEY_PATTERN = rf"^-?(0|[1-9][0-9]{{0,11}})(\.[0-9]{{1,{MINOR_UNIT}}})?$"
 Money = Annotated[
     Decimal,
     Meta(

@@ -100,16 +100,14 @@ async def test_same_key_retries_across_workers_make_one_return(tmp_path: Path, d
         number = _judge(await _race([gateway.url], _token(mint), key))
         assert _erp_calls(calls, "create_return") == 1  # the record stopped the others before the ERP
         assert _sample_returns(tmp_path / "sample.sqlite", key) == 1
-        again = httpx.post(
-            f"{gateway.url}/v1/returns",
-            json=BODY,
-            headers={"Authorization": f"Bearer {_token(mint)}", "Idempotency-Key": key},
-        )
-        assert (again.status_code, again.json()["rmaNumber"], again.headers["idempotent-replayed"]) == (
-            201,
-            number,
-            "true",
-        )
+        async with httpx.AsyncClient(timeout=30.0) as client:
+            again = await client.post(
+                f"{gateway.url}/v1/returns",
+                json=BODY,
+                headers={"Authorization": f"Bearer {_token(mint)}", "Idempotency-Key": key},
+            )
+        assert again.status_code == 201
+        assert (again.json()["rmaNumber"], again.headers["idempotent-replayed"]) == (number, "true")
 
 
 @pytest.fixture
@@ -152,5 +150,7 @@ async def test_same_key_retries_on_tryton_make_one_complaint(
     with GatewayProcess(tmp_path, env=env, workers=2) as gateway:
         key = str(uuid.uuid4())
         number = _judge(await _race([gateway.url], _token(mint), key))
-    complaints = tryton.rpc().model("sale.complaint", "search_read", [["reference", "=", key]], 0, None, None, ["number"])
+    complaints = tryton.rpc().model(
+        "sale.complaint", "search_read", [["reference", "=", key]], 0, None, None, ["number"]
+    )
     assert [c["number"] for c in complaints] == [number]
