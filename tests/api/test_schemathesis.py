@@ -29,6 +29,7 @@ from erp_backends.sample import SampleSettings
 from gateway.app import create_app
 from gateway.cli import DEFAULT_SPEC_PATH
 from gateway.settings import Settings
+from gateway.writes.idempotency import IdempotencySettings
 from tests.conftest import Mint, with_dev_auth
 
 SPEC = Path(__file__).parents[2] / DEFAULT_SPEC_PATH
@@ -66,7 +67,13 @@ SEEDED_RETURN = {"orderNumber": "SO-1003", "lines": [{"sku": "HOOD-BLK-L", "quan
 def gateway(tmp_path_factory: pytest.TempPathFactory, dev_key_path: Path, mint: Mint) -> Iterator[Any]:
     """One app for the whole module: schemathesis starts its lifespan once and keeps it."""
     workdir = tmp_path_factory.mktemp("schemathesis")
-    settings = with_dev_auth(Settings(sample=SampleSettings(path=str(workdir / "erp.sqlite"))), dev_key_path)
+    settings = with_dev_auth(
+        Settings(
+            sample=SampleSettings(path=str(workdir / "erp.sqlite")),
+            idempotency=IdempotencySettings(path=str(workdir / "idempotency.sqlite")),
+        ),
+        dev_key_path,
+    )
     with TestClient(create_app(settings)) as client:  # the sample ERP keeps it in its SQLite file
         headers = {"Authorization": f"Bearer {mint()}", "Idempotency-Key": "schemathesis-seed"}
         seeded = client.post("/v1/returns", json=SEEDED_RETURN, headers=headers)
