@@ -165,3 +165,17 @@ def tryton_server() -> Iterator[TrytonServer]:
 def tryton(tryton_server: TrytonServer) -> TrytonServer:
     """The session's Tryton server holding exactly the dataset (reset only after a test wrote)."""
     return clean_tryton(tryton_server)
+
+
+@pytest.fixture(scope="session")
+def tryton_pg_server() -> Iterator[TrytonServer]:
+    """Like ``tryton_server``, on PostgreSQL: the machine's server on
+    127.0.0.1:5432, or a throwaway cluster (tests/harness/postgres_server.py)."""
+    with TrytonServer(database_kind="postgresql") as server:
+        yield server
+
+
+@pytest.fixture
+def tryton_pg(tryton_pg_server: TrytonServer) -> TrytonServer:
+    """The session's PostgreSQL-backed Tryton server holding exactly the dataset."""
+    return clean_tryton(tryton_pg_server)

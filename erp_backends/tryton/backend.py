@@ -86,7 +86,9 @@ class TrytonBackend(ErpBackend):
         self._client = client
         self._close_client = close_client
         self._rpc = TrytonRpc(settings, client, settings.resolve_password(), session)
-        self._returns = ComplaintReturns(self._rpc, approve=settings.approve_returns)
+        self._returns = ComplaintReturns(
+            self._rpc, approve=settings.approve_returns, adopt_after_seconds=settings.adopt_drafts_after_seconds
+        )
         self._stock = TrytonStock(self._rpc)
         self._reference: _Reference | None = None
         self._reference_lock = asyncio.Lock()

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, cast, get_args
 
@@ -89,9 +89,10 @@ class _Note(msgspec.Struct, kw_only=True):
 class ComplaintReturns:
     """Create and read returns; ``type_id`` is the complaint type, looked up once by the backend."""
 
-    def __init__(self, rpc: TrytonRpc, *, approve: bool) -> None:
+    def __init__(self, rpc: TrytonRpc, *, approve: bool, adopt_after_seconds: float) -> None:
         self._rpc = rpc
         self._approve = approve
+        self._adopt_after = adopt_after_seconds
 
     async def find_by_key(self, key: str, ctx: CallContext) -> list[dict[str, Any]]:
         """Complaints carrying the key, oldest first."""
@@ -126,9 +127,15 @@ class ComplaintReturns:
 
     async def adopt(self, complaint: dict[str, Any], token: IdempotencyToken, ctx: CallContext) -> ReturnOutcome:
         """Replay the complaint the key made; if the attempt that made it stopped before
-        submitting it (crash, timeout, ERP outage), finish its workflow first: no orphan draft."""
+        submitting it (crash, timeout, ERP outage), finish its workflow first: no orphan draft.
+
+        A draft younger than ``adopt_after_seconds`` may still be on its way (an attempt racing
+        this one, possible only when the gateway's record is down across instances): it is
+        replayed as it is and left to the attempt that created it."""
         outcome = await self.replay(complaint, token, ctx)  # refuses another body before touching it
-        if not (self._approve and complaint["state"] in _UNFINISHED):
+        created: datetime = complaint["create_date"]
+        abandoned = (datetime.now(UTC) - created).total_seconds() >= self._adopt_after
+        if not (self._approve and complaint["state"] in _UNFINISHED and abandoned):
             return outcome
         await self._submit(complaint["id"], ctx)
         (row,) = await self._rpc.call("model.sale.complaint.read", [complaint["id"]], _FIELDS, ctx=ctx)
@@ -143,6 +150,41 @@ class ComplaintReturns:
         self, request: ReturnRequest, token: IdempotencyToken, sale: SaleRecord, type_id: int, ctx: CallContext
     ) -> ReturnOutcome:
         planned = plan_return(request, sale.order)
+        try:
+            complaint_id = await self._create(token, sale, type_id, planned, ctx)
+        except Rejected:
+            # With the erpgw_idempotency module the key is unique: another attempt made it first.
+            same_key = await self.find_by_key(token.key, ctx)
+            if same_key:
+                return await self.replay(same_key[0], token, ctx)
+            raise
+        same_key, older_returns = await asyncio.gather(
+            self.find_by_key(token.key, ctx),
+            returned_per_line(self._rpc, [["line.sale", "=", sale.sale_id]], ctx, before_complaint=complaint_id),
+        )
+        winner = same_key[0] if same_key else None
+        if winner is not None and winner["id"] != complaint_id:  # without the module: the oldest wins
+            await self._delete(complaint_id, ctx)
+            return await self.replay(winner, token, ctx)
+        try:
+            plan_return(request, _with_returned(sale, older_returns))
+        except Rejected:
+            await self._delete(complaint_id, ctx)  # an older complaint took the units first
+            raise
+        if self._approve:
+            await self._submit(complaint_id, ctx)
+        (row,) = await self._rpc.call("model.sale.complaint.read", [complaint_id], _FIELDS, ctx=ctx)
+        return ReturnOutcome(authorization=await self._authorization(row, ctx), replayed=False)
+
+    async def _create(
+        self,
+        token: IdempotencyToken,
+        sale: SaleRecord,
+        type_id: int,
+        planned: list[PlannedReturnLine],
+        ctx: CallContext,
+    ) -> int:
+        """The draft complaint carrying the key, the fingerprint and the planned lines."""
         note = _Note(
             fingerprint=token.fingerprint,
             reasons=[p.reason for p in planned],
@@ -166,23 +208,7 @@ class ComplaintReturns:
             ],
             ctx=ctx,
         )
-        same_key, older_returns = await asyncio.gather(
-            self.find_by_key(token.key, ctx),
-            returned_per_line(self._rpc, [["line.sale", "=", sale.sale_id]], ctx, before_complaint=complaint_id),
-        )
-        winner = same_key[0] if same_key else None
-        if winner is not None and winner["id"] != complaint_id:
-            await self._delete(complaint_id, ctx)
-            return await self.replay(winner, token, ctx)
-        try:
-            plan_return(request, _with_returned(sale, older_returns))
-        except Rejected:
-            await self._delete(complaint_id, ctx)  # an older complaint took the units first
-            raise
-        if self._approve:
-            await self._submit(complaint_id, ctx)
-        (row,) = await self._rpc.call("model.sale.complaint.read", [complaint_id], _FIELDS, ctx=ctx)
-        return ReturnOutcome(authorization=await self._authorization(row, ctx), replayed=False)
+        return int(complaint_id)
 
     async def _delete(self, complaint_id: int, ctx: CallContext) -> None:
         await self._rpc.call("model.sale.complaint.delete", [complaint_id], ctx=ctx)

@@ -8,7 +8,7 @@ the dataset before a test only when the test before it wrote (filed a return), w
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
@@ -19,23 +19,9 @@ from erp_backends.sample import SampleBackend
 from erp_backends.tryton import TrytonBackend
 from erp_backends.tryton.rpc import TrytonSession
 from tests.harness.tryton import TrytonServer
-from tests.harness.tryton_fixtures import clean_tryton, tryton_settings
+from tests.harness.tryton_fixtures import tryton_settings
 
 BACKENDS = ["sample", "tryton", "tryton-pg"]
-
-
-@pytest.fixture(scope="session")
-def tryton_pg_server() -> Iterator[TrytonServer]:
-    """Like ``tryton_server`` (tests/conftest.py), on PostgreSQL: the machine's server on
-    127.0.0.1:5432, or a throwaway cluster (tests/harness/postgres_server.py)."""
-    with TrytonServer(database_kind="postgresql") as server:
-        yield server
-
-
-@pytest.fixture
-def tryton_pg(tryton_pg_server: TrytonServer) -> TrytonServer:
-    """The session's PostgreSQL-backed Tryton server holding exactly the dataset."""
-    return clean_tryton(tryton_pg_server)
 
 
 @pytest.fixture(scope="session")

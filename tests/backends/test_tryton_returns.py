@@ -1,6 +1,14 @@
-"""Tryton returns after an interrupted attempt: a retry adopts the complaint it left behind."""
+"""Tryton returns on SQLite and PostgreSQL: the ERP-side half of "one document per key".
+
+Without the gateway's record in front (as while Redis is down across instances), same-key
+attempts racing straight into the adapter make one complaint, thanks to the erpgw_idempotency
+module's unique key; and a retry adopts the draft an interrupted attempt left behind.
+"""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import msgspec
@@ -20,28 +28,57 @@ REQUEST = ReturnRequest(
     order_number="SO-1003", lines=[ReturnRequestLine(sku="HOOD-BLK-L", quantity=1, reason="damaged")]
 )
 
+#: ``adapter(**settings)``: a fresh adapter (its own login) on the test's server.
+MakeAdapter = Callable[..., TrytonBackend]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def server(request: pytest.FixtureRequest) -> TrytonServer:
+    name = "tryton" if request.param == "sqlite" else "tryton_pg"
+    found: TrytonServer = request.getfixturevalue(name)
+    return found
+
+
+@pytest.fixture
+async def adapter(server: TrytonServer) -> AsyncIterator[MakeAdapter]:
+    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=2.0)) as client:
+        session = TrytonSession()
+
+        def make(**settings: object) -> TrytonBackend:
+            return TrytonBackend(msgspec.structs.replace(tryton_settings(server), **settings), client, session=session)
+
+        yield make
+
+
+def _complaints(server: TrytonServer, key: str) -> list[dict[str, object]]:
+    found: list[dict[str, object]] = server.rpc().model(
+        "sale.complaint", "search_read", [["reference", "=", key]], 0, None, None, ["number", "state"]
+    )
+    return found
+
+
+async def test_same_key_attempts_racing_into_the_erp_make_one_complaint(
+    server: TrytonServer, adapter: MakeAdapter
+) -> None:
+    token = IdempotencyToken.for_request("race-into-tryton-0001", REQUEST)
+    backends = [adapter() for _ in range(4)]  # four workers, each its own connection pool user
+    outcomes = await asyncio.gather(*(backends[i % 4].create_return(REQUEST, token, CTX) for i in range(12)))
+    numbers = {o.authorization.rma_number for o in outcomes}
+    assert len(numbers) == 1
+    assert [c["number"] for c in _complaints(server, token.key)] == list(numbers)
+    assert sum(not o.replayed for o in outcomes) == 1
+
 
 async def test_a_draft_left_by_a_cut_short_attempt_is_finished_by_the_retry(
-    tryton: TrytonServer, tryton_session: TrytonSession
+    server: TrytonServer, adapter: MakeAdapter
 ) -> None:
     token = IdempotencyToken.for_request("adopt-the-draft-0001", REQUEST)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=2.0)) as client:
-        # The first attempt stops after creating the complaint, before submitting it.
-        cut_short = TrytonBackend(
-            msgspec.structs.replace(tryton_settings(tryton), approve_returns=False), client, session=tryton_session
-        )
-        first = await cut_short.create_return(REQUEST, token, CTX)
-        assert (
-            tryton.rpc().model(
-                "sale.complaint", "search_read", [["reference", "=", token.key]], 0, None, None, ["state"]
-            )[0]["state"]
-            == "draft"
-        )
-        retry = TrytonBackend(tryton_settings(tryton), client, session=tryton_session)
-        outcome = await retry.create_return(REQUEST, token, CTX)
+    first = await adapter(approve_returns=False).create_return(REQUEST, token, CTX)  # stops before submitting
+    assert [c["state"] for c in _complaints(server, token.key)] == ["draft"]
+    young = await adapter().create_return(REQUEST, token, CTX)  # may still be on its way: left alone
+    assert [c["state"] for c in _complaints(server, token.key)] == ["draft"]
+    outcome = await adapter(adopt_drafts_after_seconds=0).create_return(REQUEST, token, CTX)
     assert outcome.replayed
+    assert young.replayed
     assert outcome.authorization.rma_number == first.authorization.rma_number
-    complaints = tryton.rpc().model(
-        "sale.complaint", "search_read", [["reference", "=", token.key]], 0, None, None, ["state"]
-    )
-    assert [c["state"] for c in complaints] in (["approved"], ["done"])  # one complaint, no orphan draft
+    assert [c["state"] for c in _complaints(server, token.key)] in (["approved"], ["done"])  # one, no orphan draft

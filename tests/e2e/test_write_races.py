@@ -137,9 +137,11 @@ async def test_same_key_retries_across_instances_make_one_return(
 
 
 @pytest.mark.tryton
+@pytest.mark.parametrize("database", ["tryton", "tryton_pg"], ids=["sqlite", "postgresql"])
 async def test_same_key_retries_on_tryton_make_one_complaint(
-    tmp_path: Path, dev_key_path: Path, mint: Any, tryton: TrytonServer
+    tmp_path: Path, dev_key_path: Path, mint: Any, database: str, request: pytest.FixtureRequest
 ) -> None:
+    tryton: TrytonServer = request.getfixturevalue(database)
     env = {
         **_base_env(tmp_path, dev_key_path, tmp_path / "erp-calls.log"),
         "ERPGW_BACKEND": "tryton",
