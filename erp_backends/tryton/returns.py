@@ -15,24 +15,23 @@ What is stored where: ``reference`` = the Idempotency-Key; ``description`` = a h
 one machine line ``erp-gateway: {json}`` with the request fingerprint and each line's reason
 and comment (Tryton has no field for them). Quantities, prices, order and state are Tryton's own.
 
-Idempotency and concurrency (no unique constraint can be added over RPC):
+Idempotency and concurrency. The gateway's idempotency record lets one attempt per key reach
+this adapter at a time; what follows is the ERP-side half, for lost answers, crashed workers
+and a record that is down across instances:
 
-1. search the key first: found -> replay (same fingerprint) or ``idempotency-key-reused``;
+1. search the key first: found -> replay (same fingerprint) or ``idempotency-key-reused``; a
+   draft older than ``adopt_drafts_after_seconds`` (an interrupted attempt) is submitted first;
 2. check the request with ``rules.plan_return`` against the order as ``get_order`` reads it;
-3. create the complaint (draft), then search again, in parallel, for the key and for what the
-   order's live complaints hold. Among complaints with the same key the OLDEST (lowest id)
-   wins: a younger one deletes itself (a draft can be deleted) and replays the winner. The
-   over-return check is re-run counting only older complaints, so of two different keys
-   racing for the last units, the younger one is deleted and refused.
+3. create the complaint (draft). With the ``erpgw_idempotency`` module (module/, docs/tryton.md)
+   ``reference`` is unique: a racing create is refused, and the refused attempt replays the
+   winner. Without it, search again, in parallel, for the key and for what the order's live
+   complaints hold; among complaints with the same key the OLDEST (lowest id) wins, a younger
+   one deletes itself and replays the winner (on SQLite, ids follow commit order; on
+   PostgreSQL a window remains, which is why the module exists). The over-return check is
+   re-run counting only older complaints, so of two keys racing for the last units the younger
+   is deleted and refused;
 4. only the survivor is submitted (``wait``, acknowledging Tryton's "similar complaint"
    warning) and approved.
-
-Guarantee: with SQLite (writers serialized, ids in commit order) two workers racing with the
-same key end with one complaint, both answering its number. On PostgreSQL ids are allocated
-before commit, so a create whose transaction outlives the other worker's whole create-and-search
-could leave two; a unique index on ``sale_complaint.reference`` (a three-line Tryton module)
-closes that window. A crash after create and before approval leaves a draft complaint that a
-retry with the same key finds and replays (it stays a draft for the back office to submit).
 """
 
 from __future__ import annotations
