@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -156,3 +158,51 @@ async def test_same_key_retries_on_tryton_make_one_complaint(
         "sale.complaint", "search_read", [["reference", "=", key]], 0, None, None, ["number"]
     )
     assert [c["number"] for c in complaints] == [number]
+
+
+@pytest.mark.tryton
+async def test_a_worker_killed_mid_write_leaves_one_finished_complaint(
+    tmp_path: Path, dev_key_path: Path, mint: Any, tryton: TrytonServer
+) -> None:
+    """SIGKILL every worker while a return is being written to Tryton; the caller's retries
+    then get the one complaint, submitted (adopted if the kill left a draft), never a second."""
+    env = {
+        **_base_env(tmp_path, dev_key_path, tmp_path / "erp-calls.log"),
+        "ERPGW_BACKEND": "tryton",
+        "ERPGW_TRYTON__URL": tryton.url,
+        "ERPGW_TRYTON__DATABASE": tryton.database,
+        "ERPGW_TRYTON__PASSWORD_FILE": str(password_file()),
+        "ERPGW_IDEMPOTENCY__LEASE_SECONDS": "2",
+        "ERPGW_TRYTON__ADOPT_DRAFTS_AFTER_SECONDS": "1",
+    }
+    key = str(uuid.uuid4())
+    headers = {"Authorization": f"Bearer {_token(mint)}", "Idempotency-Key": key}
+    with GatewayProcess(tmp_path, env=env, workers=2) as gateway:
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30.0) as client:
+            write = asyncio.create_task(client.post("/v1/returns", json=BODY, headers=headers))
+            for _ in range(100):  # until the write has reached Tryton (the calls log says so)
+                if _erp_calls(tmp_path / "erp-calls.log", "create_return"):
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.3)  # somewhere inside the complaint's create-submit-approve
+            for pid in gateway.worker_pids():
+                os.kill(pid, signal.SIGKILL)
+            with pytest.raises(httpx.TransportError):
+                await write
+            answer = None
+            for _ in range(100):  # gunicorn starts new workers; the lease runs out; the retry goes through
+                try:
+                    answer = await client.post("/v1/returns", json=BODY, headers=headers)
+                except httpx.TransportError:
+                    answer = None
+                if answer is not None and answer.status_code == 201:
+                    break
+                assert answer is None or answer.status_code in (409, 503), answer.text
+                await asyncio.sleep(0.2)
+            assert answer is not None
+            assert answer.status_code == 201, answer.text
+    complaints = tryton.rpc().model(
+        "sale.complaint", "search_read", [["reference", "=", key]], 0, None, None, ["number", "state"]
+    )
+    assert [c["number"] for c in complaints] == [answer.json()["rmaNumber"]]
+    assert complaints[0]["state"] in ("approved", "done")  # not an orphan draft
