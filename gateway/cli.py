@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 
 from gateway.observability.logging import configure_logging, gunicorn_log_config
-from gateway.settings import Settings, load_settings
+from gateway.settings import Settings, check_startup, load_settings
 
 __all__ = ["main", "openapi_document"]
 
@@ -197,8 +197,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
-    except ValueError as exc:
-        parser.error(str(exc))
+        if args.run in (_serve, _check_backend):
+            # In the gunicorn master, before forking: a bad setting is one line here, not a
+            # traceback per worker and "Worker failed to boot".
+            check_startup(settings, serving=args.run is _serve)
+    except ValueError as exc:  # SettingsError: names the environment variable and what to set
+        print(f"erp-gateway: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, settings.observability.log_format)
     run: Callable[[argparse.Namespace, Settings], int] = args.run
     return run(args, settings)

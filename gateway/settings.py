@@ -3,15 +3,22 @@
 The TOML file is named by ``ERPGW_CONFIG``. Nested settings are reached from the environment
 with a double underscore: ``ERPGW_SAMPLE__PATH=/data/erp.sqlite`` sets ``[sample] path``.
 Every field is documented in README.md with its default; ``Settings.describe()`` lists them.
+
+A bad setting is a ``SettingsError`` naming its environment variable and what to set;
+``check_startup`` adds the checks the app, auth and backends would otherwise make only in
+each worker (``erp-gateway serve`` runs them in the gunicorn master, before forking).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -29,7 +36,7 @@ from policies.redis_link import RedisSettings
 from policies.retrying import RetrySettings
 from policies.timeouts import TimeoutSettings
 
-__all__ = ["HttpSettings", "Settings", "load_settings"]
+__all__ = ["HttpSettings", "Settings", "SettingsError", "check_startup", "env_name", "load_settings"]
 
 ENV_PREFIX = "ERPGW_"
 
@@ -127,19 +134,151 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+class SettingsError(ValueError):
+    """A setting the gateway cannot start with: one line naming its environment variable
+    (and, for nested settings, its ``section.name`` in the TOML file) and what to set."""
+
+    def __init__(self, env: str, problem: str, dotted: str | None = None) -> None:
+        where = f"{env} ({dotted})" if dotted else env
+        super().__init__(" ".join(f"invalid setting {where}: {problem}".split()))
+        self.env = env
+
+
+def env_name(dotted: str) -> str:
+    """``erp_limits.calls_per_second`` -> ``ERPGW_ERP_LIMITS__CALLS_PER_SECOND``."""
+    return ENV_PREFIX + "__".join(part.upper() for part in dotted.split("."))
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build settings from the TOML file named by ``ERPGW_CONFIG`` (if any) and the environment.
 
-    Raises ``ValueError`` naming the setting when a value does not fit its type.
+    Raises ``SettingsError`` (a ``ValueError``) naming the setting when a value does not fit.
     """
     environ = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
     if config := environ.get(f"{ENV_PREFIX}CONFIG"):
-        raw = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+        try:
+            raw = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise SettingsError(f"{ENV_PREFIX}CONFIG", f"cannot read {config} ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"{ENV_PREFIX}CONFIG", f"{config} is not valid TOML ({exc})") from None
     # Overrides merge into the defaults, so one nested field can be set without the rest.
     raw = _merge(_merge(msgspec.to_builtins(Settings()), raw), _from_env(environ))
     try:
         # strict=False lets "8080" from the environment become an int, "true" a bool.
         return msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
-        raise ValueError(f"invalid setting: {exc}") from exc
+        raise _explained(str(exc), raw) from None
+
+
+_AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
+_PART = re.compile(r"\.(\w+)|\[(?:'([^']*)'|\"([^\"]*)\"|(\d+))\]")
+_OWN_NAME = re.compile(r"^(?:invalid setting: )?(?P<dotted>[a-z_]+(?:\.[a-z_]+)+):?\s+(?P<problem>.*)$", re.S)
+_KINDS = {int: "a whole number", float: "a number", bool: "true or false", str: "a string"}
+
+
+def _explained(message: str, raw: Mapping[str, Any]) -> SettingsError:
+    """msgspec's ``Expected `int`, got `str` - at `$.server.port``` as a ``SettingsError``."""
+    match = _AT.match(message)
+    assert match is not None  # the pattern matches any text
+    text, path = match["message"], match["path"] or ""
+    parts = [next(g for g in m.groups() if g is not None) for m in _PART.finditer(path)]
+    if unknown := re.match(r"Object contains unknown field `([^`]*)`", text):
+        dotted = ".".join([*parts, unknown[1]])
+        return SettingsError(env_name(dotted), "no such setting; `erp-gateway settings` lists them all", dotted)
+    if own := _OWN_NAME.match(text):  # a check of the settings' own (``__post_init__``)
+        return SettingsError(env_name(own["dotted"]), own["problem"], own["dotted"])
+    dotted = ".".join(parts)
+    kind = _field_type(parts)
+    value: Any = raw
+    for part in parts:
+        value = value.get(part) if isinstance(value, Mapping) else None
+    if (isinstance(kind, type) and issubclass(kind, msgspec.Struct)) or typing.get_origin(kind) is dict:
+        hint = f"is a group of settings, not a value: set {env_name(dotted)}__<NAME> (`erp-gateway settings`)"
+        return SettingsError(env_name(dotted), hint, dotted)
+    if typing.get_origin(kind) is typing.Literal:
+        choices = ", ".join(str(c) for c in typing.get_args(kind))
+        return SettingsError(env_name(dotted), f"{value!r} is not one of: {choices}", dotted)
+    if isinstance(kind, type) and kind in _KINDS:
+        return SettingsError(env_name(dotted), f"{value!r} is not {_KINDS[kind]}; set {_KINDS[kind]}", dotted)
+    return SettingsError(env_name(dotted) if dotted else f"{ENV_PREFIX}*", text[:1].lower() + text[1:], dotted or None)
+
+
+def _field_type(parts: list[str]) -> Any:
+    """The declared type of the setting at ``parts`` (None: unknown)."""
+    kind: Any = Settings
+    for part in parts:
+        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+            kind = next((f.type for f in msgspec.structs.fields(kind) if f.name == part), None)
+        elif typing.get_origin(kind) is dict:
+            kind = typing.get_args(kind)[1]
+        else:
+            return None
+    return kind
+
+
+def check_startup(settings: Settings, *, serving: bool = True) -> None:
+    """What each worker would find wrong only after the fork, checked once without the network:
+    the identity provider (``serving``), the backend's credentials and files, the server.
+
+    Raises ``SettingsError`` naming the first setting to fix."""
+    if serving:
+        try:
+            settings.auth.check_startup()
+        except ValueError as exc:
+            own = _OWN_NAME.match(str(exc))
+            if own is None:
+                raise
+            raise SettingsError(env_name(own["dotted"]), own["problem"], own["dotted"]) from None
+        server = settings.server
+        if not 0 < server.port < 65536:
+            raise SettingsError("ERPGW_SERVER__PORT", f"{server.port} is not a TCP port (1-65535)", "server.port")
+        if server.workers < 1:
+            raise SettingsError("ERPGW_SERVER__WORKERS", "set at least 1 worker", "server.workers")
+        if server.timeout < 1:
+            raise SettingsError("ERPGW_SERVER__TIMEOUT", "set at least 1 second", "server.timeout")
+        if token_file := settings.observability.metrics_token_file:
+            _readable(token_file, "observability.metrics_token_file")
+        if (url := settings.redis.url) and urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
+            hint = f"{url!r} is not a redis://, rediss:// or unix:// URL; leave it empty for no Redis"
+            raise SettingsError("ERPGW_REDIS__URL", hint, "redis.url")
+        if not 0.0 <= settings.observability.trace_sample_ratio <= 1.0:
+            hint = "set a share between 0 and 1"
+            raise SettingsError("ERPGW_OBSERVABILITY__TRACE_SAMPLE_RATIO", hint, "observability.trace_sample_ratio")
+    if settings.backend == "sample":
+        _writable(settings.sample.path, "sample.path")
+    elif settings.backend == "tryton":
+        tryton = settings.tryton
+        if tryton.password_file:
+            _readable(tryton.password_file, "tryton.password_file")
+        elif not tryton.password:
+            hint = "the Tryton backend needs the password of ERPGW_TRYTON__USER: name a file holding it"
+            raise SettingsError("ERPGW_TRYTON__PASSWORD_FILE", f"{hint} (or set ERPGW_TRYTON__PASSWORD)")
+        try:
+            tryton.resolve_password()
+        except ValueError as exc:
+            raise SettingsError("ERPGW_TRYTON__PASSWORD_FILE", str(exc), "tryton.password_file") from None
+        parts = urlsplit(tryton.url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise SettingsError("ERPGW_TRYTON__URL", f"{tryton.url!r} is not an http(s) URL", "tryton.url")
+
+
+def _readable(path: str, dotted: str) -> None:
+    try:
+        with Path(path).open("rb"):
+            pass
+    except OSError as exc:
+        raise SettingsError(env_name(dotted), f"cannot read {path} ({exc.strerror})", dotted) from None
+
+
+def _writable(path: str, dotted: str) -> None:
+    """The file exists and can be written, or the nearest existing directory above it can."""
+    target = Path(path).absolute()
+    if target.exists():
+        if target.is_dir() or not os.access(target, os.R_OK | os.W_OK):
+            raise SettingsError(env_name(dotted), f"cannot write {path}; name a writable file", dotted)
+        return
+    above = next(p for p in target.parents if p.exists())
+    if not above.is_dir() or not os.access(above, os.W_OK | os.X_OK):
+        raise SettingsError(env_name(dotted), f"cannot create {path}; name a writable place", dotted)

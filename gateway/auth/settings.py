@@ -6,7 +6,11 @@ hold them (``ERPGW_AUTH__ALGORITHMS="RS256 ES256"``); ``AuthSettings`` parses th
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -91,6 +95,34 @@ class AuthSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
             raise ValueError("auth.max_token_bytes: at least 256")
         self.client_class_map  # noqa: B018 - parse now so a bad value stops the start
 
+    def check_startup(self) -> None:
+        """What the gateway needs to verify tokens, checked before any worker starts (no network).
+        ``ValueError`` names the setting: ``auth.<name>: what to set``."""
+        dev = "or set ERPGW_AUTH__DEV_MODE=true to try the gateway with tokens from `erp-gateway token`"
+        if self.dev_mode:
+            key = Path(self.dev_key_path).absolute()
+            if key.exists():
+                if key.is_dir() or not os.access(key, os.R_OK):
+                    raise ValueError(f"auth.dev_key_path: cannot read {self.dev_key_path}; name a readable file")
+                return
+            above = next(p for p in key.parents if p.exists())
+            if not above.is_dir() or not os.access(above, os.W_OK | os.X_OK):
+                raise ValueError(f"auth.dev_key_path: cannot create {self.dev_key_path}; name a writable place")
+            return
+        if not self.issuer and not self.jwks_url:
+            raise ValueError(
+                "auth.issuer: no identity provider is configured: set ERPGW_AUTH__ISSUER to its issuer URL "
+                f"and ERPGW_AUTH__JWKS_URL to its JWKS URL (README, Authentication), {dev}"
+            )
+        if not self.issuer:
+            raise ValueError(f"auth.issuer: not set: set it to your identity provider's issuer URL, {dev}")
+        if not self.jwks_url:
+            raise ValueError(f"auth.jwks_url: not set: set it to your identity provider's JWKS URL (https), {dev}")
+        parts = urlsplit(self.jwks_url)
+        loopback = parts.scheme == "http" and _loopback(parts.hostname or "")
+        if not parts.hostname or not (parts.scheme == "https" or loopback):
+            raise ValueError(f"auth.jwks_url: {self.jwks_url!r} is not an https URL (http only on loopback)")
+
     @property
     def algorithm_list(self) -> tuple[str, ...]:
         return split_words(self.algorithms)
@@ -117,3 +149,10 @@ class AuthSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     def effective_issuer(self) -> str:
         """The ``iss`` tokens must carry."""
         return self.issuer or (DEV_ISSUER if self.dev_mode else "")
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

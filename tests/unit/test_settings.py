@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import Settings, load_settings
+from gateway.settings import Settings, SettingsError, check_startup, load_settings
 
 
 def test_defaults_need_nothing() -> None:
@@ -43,3 +43,32 @@ def test_every_setting_is_documented_in_the_readme() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
     missing = [name for name, _, _ in Settings.describe() if f"`{name}`" not in readme]
     assert missing == [], "add these to the README's configuration table"
+
+
+@pytest.mark.parametrize(
+    ("environ", "env", "says"),
+    [
+        ({"ERPGW_ERP_LIMITS__CALLS_PER_SECOND": "lots"}, "ERPGW_ERP_LIMITS__CALLS_PER_SECOND", "not a number"),
+        ({"ERPGW_BACKEND": "oracle"}, "ERPGW_BACKEND", "not one of: sample, tryton"),
+        ({"ERPGW_SERVR__PORT": "1"}, "ERPGW_SERVR", "no such setting"),
+        ({"ERPGW_AUTH__ALGORITHMS": "HS256"}, "ERPGW_AUTH__ALGORITHMS", "not accepted"),
+    ],
+)
+def test_a_bad_setting_names_its_environment_variable(environ: dict[str, str], env: str, says: str) -> None:
+    with pytest.raises(SettingsError, match=says) as caught:
+        load_settings(environ)
+    assert caught.value.env == env
+    assert str(caught.value).startswith(f"invalid setting {env} ")
+    assert "\n" not in str(caught.value)
+
+
+def test_startup_checks_name_what_to_set(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="ERPGW_AUTH__DEV_MODE=true") as caught:
+        check_startup(load_settings({}))
+    assert caught.value.env == "ERPGW_AUTH__ISSUER"
+    check_startup(load_settings({}), serving=False)  # the sample backend needs nothing else
+    dev = {"ERPGW_AUTH__DEV_MODE": "true", "ERPGW_AUTH__DEV_KEY_PATH": str(tmp_path / "key.json")}
+    check_startup(load_settings({**dev, "ERPGW_SAMPLE__PATH": str(tmp_path / "erp.sqlite")}))
+    with pytest.raises(SettingsError) as caught:
+        check_startup(load_settings({**dev, "ERPGW_SAMPLE__PATH": str(tmp_path)}))
+    assert caught.value.env == "ERPGW_SAMPLE__PATH"
