@@ -24,7 +24,9 @@ entries: a dropped SKU or order overwrites the item's own key with a tombstone; 
 (every price of a SKU, of a customer, every storefront-reference index) sets one stamp key
 per dimension, derived from the item key (``_guards``), so no lookup reads a key shared by
 every lookup and no invalidation scans the keyspace. An entry, in Redis or in-process, stored
-before a stamp that guards it is gone. Stamps live as long as the longest-lived entry.
+before a stamp that guards it is gone. Stamps live as long as the longest-lived entry. Both
+are wall-clock times, possibly of different hosts: with clocks s seconds apart, an entry stored
+up to s seconds before an invalidation may survive it (keep the hosts NTP-synchronised).
 """
 
 from __future__ import annotations
@@ -223,6 +225,11 @@ def _guards(key: str) -> tuple[str, ...]:
     return ()
 
 
+def _predates(stored_at: float, dropped_at: float) -> bool:
+    """Whether an entry stored then is dropped by the latest stamp guarding it (0: none)."""
+    return dropped_at > 0 and stored_at <= dropped_at
+
+
 def _stamp(blob: bytes | str | None) -> float:
     """The time in a stamp key's value (0: none)."""
     if blob is None:
@@ -343,7 +350,7 @@ class TieredStore:
             if blob is None:  # not an invalidation: Redis was emptied, or evicted the entry
                 if local is None:
                     continue
-                if local.stored_at <= dropped_at or local.error_until <= now:
+                if _predates(local.stored_at, dropped_at) or local.error_until <= now:
                     del self._local[key]
                     continue
                 local.local_until = min(local_until, local.fresh_until) if local.fresh_until > now else local_until
@@ -356,8 +363,8 @@ class TieredStore:
                 continue  # written by an incompatible version: a miss
             if isinstance(env, float):  # a tombstone: the item was invalidated then
                 dropped_at = max(dropped_at, env)
-            if isinstance(env, float) or env.stored_at <= dropped_at:  # (or stored before a stamp)
-                if local is not None and local.stored_at <= dropped_at:
+            if isinstance(env, float) or _predates(env.stored_at, dropped_at):  # (or stored before a stamp)
+                if local is not None and _predates(local.stored_at, dropped_at):
                     del self._local[key]
                 continue
             try:
