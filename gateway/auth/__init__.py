@@ -7,13 +7,11 @@ and the lifespan that loads signing keys (the dev key, or the identity provider'
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -74,11 +72,7 @@ class Authentication:
             key = load_or_create_dev_key(path)
             log.warning(_DEV_MODE_BANNER, path)
             return StaticKeys(dev_jwks(key))
-        if not settings.jwks_url:
-            raise ValueError("invalid setting: auth.jwks_url is required unless auth.dev_mode is on")
-        if not settings.issuer:
-            raise ValueError("invalid setting: auth.issuer is required unless auth.dev_mode is on")
-        _require_https(settings.jwks_url)
+        settings.check_startup()  # the same checks `erp-gateway serve` ran before forking
         client = httpx.AsyncClient(timeout=settings.jwks_timeout_seconds, follow_redirects=False)
         return RemoteJwks(
             settings.jwks_url,
@@ -87,17 +81,3 @@ class Authentication:
             min_refetch_seconds=settings.jwks_min_refetch_seconds,
             on_change=self.verifier.forget_all,
         )
-
-
-def _require_https(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and parts.hostname:
-        host = parts.hostname
-        try:
-            if host == "localhost" or ipaddress.ip_address(host).is_loopback:
-                return
-        except ValueError:
-            pass
-    raise ValueError(f"invalid setting: auth.jwks_url must be an https URL (http only on loopback), not {url!r}")
