@@ -14,7 +14,7 @@ function fields, callable through ``ModelStorage.__rpc__`` (trytond/model/models
 A single SKU across several warehouses takes the second path: one call once its id is known
 (``ProductIds``, a bounded per-adapter map filled by every stock read), one code lookup more
 the first time. A batch, or a single warehouse, takes the first: one call per warehouse
-whatever the number of SKUs. Both answer the same figures (checked against the harness).
+whatever the number of SKUs. Both answer the same figures (tests/backends/test_tryton_stock_calls.py).
 """
 
 from __future__ import annotations
