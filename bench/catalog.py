@@ -20,8 +20,8 @@ from pathlib import Path
 
 from contracts.v1 import SkuAvailability, WarehouseStock
 from erp_backends.sample import SampleBackend, SampleSettings
+from gateway.shared_state import RedisSettings, open_shared_state
 from policies.caching import CacheSettings, CachingBackend
-from policies.redis_link import RedisLink, RedisSettings
 
 __all__ = ["CatalogStep", "measure_catalog"]
 
@@ -50,12 +50,14 @@ def _item(sku: str, as_of: datetime) -> SkuAvailability:
 async def _fill(cache: CachingBackend, start: int, stop: int, as_of: datetime) -> None:
     for first in range(start, stop, 1000):
         batch = range(first, min(stop, first + 1000))
-        await cache.store.put_many((f"avail:SKU-{i:06d}", _item(f"SKU-{i:06d}", as_of), 300.0) for i in batch)
+        await cache.store.put_many(
+            (cache.keys.availability(f"SKU-{i:06d}"), _item(f"SKU-{i:06d}", as_of), 300.0) for i in batch
+        )
 
 
 async def _measure(settings: CacheSettings, workdir: Path) -> list[CatalogStep]:
     as_of = datetime.now(UTC)
-    redis = RedisLink(RedisSettings())  # no Redis: the in-process tier alone
+    redis = open_shared_state(RedisSettings())  # no Redis: the in-process tier alone
     erp = SampleBackend(SampleSettings(path=str(workdir / "sample.sqlite")))  # never called: every read is cached
     steps: list[CatalogStep] = []
     try:

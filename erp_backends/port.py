@@ -25,7 +25,26 @@ from contracts.v1 import (
     ReturnRequest,
 )
 
-__all__ = ["CallContext", "ErpBackend", "IdempotencyToken", "ReturnOutcome"]
+__all__ = ["CallContext", "CallNotes", "ErpBackend", "IdempotencyToken", "ReturnOutcome"]
+
+
+class CallNotes:
+    """What the cache did for one call (or one request's calls): filled by the caching policy,
+    read by whoever answers (``Cache-Status``, metrics). One per request, carried by its
+    ``CallContext``, so a background task holding another context can never write into it."""
+
+    __slots__ = ("collapsed", "hits", "misses", "stale", "stale_if_error", "ttl")
+
+    def __init__(self) -> None:
+        self.hits = self.misses = self.stale = 0
+        self.collapsed = self.stale_if_error = False
+        #: Seconds of freshness left of the least fresh entry served (None: none served).
+        self.ttl: float | None = None
+
+    def hit(self, ttl: float) -> None:
+        """One entry served from the cache with ``ttl`` seconds of freshness left."""
+        self.hits += 1
+        self.ttl = ttl if self.ttl is None else min(self.ttl, ttl)
 
 
 class CallContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -34,6 +53,8 @@ class CallContext(msgspec.Struct, frozen=True, kw_only=True):
     correlation_id: str
     client_id: str | None = None
     traceparent: str | None = None
+    #: Where the cache reports what it did for this call; None: nobody reads it.
+    notes: CallNotes | None = None
 
 
 class IdempotencyToken(msgspec.Struct, frozen=True, kw_only=True):

@@ -20,6 +20,7 @@ from erp_backends.sample import SampleBackend
 from erp_backends.tryton import TrytonBackend, TrytonSettings
 from gateway.observability.telemetry import Telemetry
 from gateway.settings import Settings
+from gateway.shared_state import client_of, open_shared_state
 from gateway.writes.idempotency import IdempotencyStore, IdempotentWrites
 from gateway.writes.idempotency_stores import FallbackIdempotencyStore, RedisIdempotencyStore, SqliteIdempotencyStore
 from gateway.writes.returns import ReturnWrites
@@ -27,7 +28,7 @@ from policies.caching import CachingBackend
 from policies.chain import GuardedBackend, PolicySettings, wrap_backend
 from policies.observed import ObservedBackend
 from policies.quotas import QuotaLimiter
-from policies.redis_link import RedisLink
+from policies.shared_state import LenientState
 
 __all__ = ["Check", "Runtime", "build_adapter", "build_tryton"]
 
@@ -57,10 +58,10 @@ def build_tryton(settings: TrytonSettings, instrument: InstrumentClient | None =
     return TrytonBackend(settings, client, close_client=True)
 
 
-def build_idempotency_store(settings: Settings, redis: RedisLink) -> IdempotencyStore:
+def build_idempotency_store(settings: Settings, redis: LenientState) -> IdempotencyStore:
     """Redis across instances (the host's file while Redis is down), else the host's file."""
     local = SqliteIdempotencyStore(settings.idempotency.path)
-    return FallbackIdempotencyStore(RedisIdempotencyStore(redis), local) if redis.configured else local
+    return FallbackIdempotencyStore(RedisIdempotencyStore(redis.strict), local) if redis.strict else local
 
 
 class Check(msgspec.Struct, kw_only=True, frozen=True):
@@ -79,12 +80,12 @@ class Runtime:
         self, settings: Settings, adapter: ErpBackend | None = None, telemetry: Telemetry | None = None
     ) -> None:
         self.settings = settings
-        self.redis = RedisLink(settings.redis)
+        self.redis = open_shared_state(settings.redis)
         erp = adapter or build_adapter(settings, telemetry.instrument_http_client if telemetry else None)
         if settings.faults.control_file:
             erp = FaultInjectingBackend(erp, settings.faults)
         if telemetry is not None:
-            telemetry.instrument_redis(self.redis.client)
+            telemetry.instrument_redis(client_of(self.redis))
             if telemetry.observes_erp_calls:
                 # Innermost: only calls that reach the ERP (or its fault injector) are measured.
                 erp = ObservedBackend(erp, telemetry)

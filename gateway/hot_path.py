@@ -30,10 +30,10 @@ from contracts.v1._types import REFERENCE_MAX_LENGTH, REFERENCE_PATTERN
 from gateway.auth import Authentication
 from gateway.auth.middleware import parse_bearer
 from gateway.bootstrap import Runtime
+from gateway.cache_status import notes_for
 from gateway.hardening import header_size
 from gateway.identity import set_client_identity
 from gateway.quota_middleware import note_quota
-from policies.caching import note_hit
 
 __all__ = ["HotPath"]
 
@@ -116,5 +116,5 @@ class HotPath:
         body, ttl = found
         set_client_identity(scope, identity)
         scope["path_template"] = self._template
-        note_hit(ttl)
+        notes_for(scope).hit(ttl)
         return body

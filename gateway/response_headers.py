@@ -2,7 +2,7 @@
 
 In order: the security headers, the correlation ID (``X-Request-ID``), the per-client quota
 (``RateLimit``, ``RateLimit-Policy``, left in the scope by the quota middleware), and
-``Cache-Status`` (RFC 9211) when the cache took part; then the audit log line for writes.
+``Cache-Status`` (RFC 9211) when the cache took part (the request's ``CallNotes``); then the audit log line for writes.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 from litestar.types import Message, Scope
 
 from gateway.audit import audit_writes
+from gateway.cache_status import cache_status, call_notes
 from gateway.correlation import correlation_id
 from gateway.hardening import add_security_headers
 from gateway.observability.middleware import RESPONSE_STATUS
 from gateway.quota_middleware import quota_headers
-from policies.caching import cache_status_header
 
 __all__ = ["finish_response"]
 
@@ -27,7 +27,7 @@ async def finish_response(message: Message, scope: Scope) -> None:
     add_security_headers(headers, scope.get("path", ""))  # first: it looks for the route's own Cache-Control
     headers.append((b"x-request-id", correlation_id(scope).encode("ascii")))
     headers.extend(quota_headers(scope))
-    if (cache_status := cache_status_header()) is not None:
-        headers.append((b"cache-status", cache_status.encode("ascii")))
+    if (notes := call_notes(scope)) is not None and (status := cache_status(notes)) is not None:
+        headers.append((b"cache-status", status.encode("ascii")))
     message["headers"] = headers
     audit_writes(message, scope)

@@ -27,12 +27,12 @@ from erp_backends.sample import SampleSettings
 from erp_backends.tryton import TrytonSettings
 from gateway.auth.settings import AuthSettings
 from gateway.observability.settings import ObservabilitySettings
+from gateway.shared_state.connect import RedisSettings
 from gateway.writes.idempotency import IdempotencySettings
 from policies.caching import CacheSettings
 from policies.circuit_breaking import BreakerSettings
 from policies.erp_protection import ErpLimitSettings
 from policies.quotas import QuotaSettings
-from policies.redis_link import RedisSettings
 from policies.retrying import RetrySettings
 from policies.timeouts import TimeoutSettings
 

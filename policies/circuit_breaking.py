@@ -8,13 +8,14 @@ synchronous call, and nothing blocking runs on the event loop. While open, calls
 with ``CircuitOpen`` (a 503 with ``Retry-After``); after ``reset_timeout_seconds`` one trial
 call per process goes through (half-open) and its outcome closes or reopens the breaker.
 
-Shared state: every state change is written to Redis (asynchronously), and each process reads
-the shared state every ``sync_interval_seconds``: an ERP that is down for one worker is down
-for all within that interval, and closes for all when one trial succeeds. Without Redis, each
-process keeps its own breaker. Only failures of the ERP count: ``ErpUnavailable`` (unreachable,
-5xx) and ``ErpTimeout``. Business answers (``NotFound``, ``Rejected``), a caller's bad input and
-the gateway's own bugs (any other exception) pass through uncounted: one caller sending
-something that crashes the gateway must never open the breaker for everybody.
+Shared state (a ``LenientState``: a failure is a miss): every state change is written to Redis
+(asynchronously), and each process reads the shared state every ``sync_interval_seconds``: an
+ERP that is down for one worker is down for all within that interval, and closes for all when
+one trial succeeds. Without Redis, each process keeps its own breaker. Only failures of the
+ERP count: ``ErpUnavailable`` (unreachable, 5xx) and ``ErpTimeout``. Business answers
+(``NotFound``, ``Rejected``), a caller's bad input and the gateway's own bugs (any other
+exception) pass through uncounted: one caller sending something that crashes the gateway must
+never open the breaker for everybody.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import msgspec
 import pybreaker
 
 from erp_backends.errors import ErpTimeout, ErpUnavailable
-from policies.redis_link import RedisLink
+from policies.shared_state import LenientState
 
 __all__ = ["BreakerSettings", "CircuitOpen", "SharedCircuitBreaker"]
 
@@ -82,12 +83,12 @@ class SharedCircuitBreaker:
         self,
         name: str,
         settings: BreakerSettings,
-        redis: RedisLink,
+        shared: LenientState,
         not_failures: tuple[type[BaseException], ...] = (),
     ) -> None:
         self.name = name
         self.settings = settings
-        self._redis = redis
+        self._shared = shared
         self._key = f"breaker:{name}"
         self._origin = uuid.uuid4().hex
         self._applying_remote = False
@@ -157,15 +158,13 @@ class SharedCircuitBreaker:
 
     def _on_state_change(self, new_state: str) -> None:
         log.warning("circuit breaker %s is now %s", self.name, new_state)
-        if self._applying_remote or not self._redis.configured:
+        if self._applying_remote or not self._shared.configured:
             return
         now = time.time()
         self._seen_since = now
         shared = msgspec.json.encode(_SharedState(new_state, now, self._origin))
         try:
-            task = asyncio.get_running_loop().create_task(
-                self._redis.call(lambda r: r.set(self._redis.key(self._key), shared), None)
-            )
+            task = asyncio.get_running_loop().create_task(self._shared.set_many([(self._key, shared, None)]))
         except RuntimeError:  # no running loop (state changed outside a request)
             return
         self._tasks.add(task)
@@ -177,13 +176,14 @@ class SharedCircuitBreaker:
         return self.state
 
     async def _sync(self) -> None:
-        if not self._redis.configured:
+        if not self._shared.configured:
             return
         now = time.monotonic()
         if now - self._synced_at < self.settings.sync_interval_seconds:
             return
         self._synced_at = now
-        raw = await self._redis.call(lambda r: r.get(self._redis.key(self._key)), None)
+        found = await self._shared.get_many([self._key])
+        raw = found[0] if found else None
         if raw is None:
             return
         try:

@@ -14,6 +14,12 @@ use, never more than 1/``lease_divisor`` of what was left (for 600/min and 2 wor
 a lease must outlast one event-loop turn of a busy worker (a turn can serve 64 requests at 64
 connections), or requests queue for Redis while the next lease is on its way.
 
+The counter is a ``LenientState`` script (``policies.shared_state``), never a raw client. It is
+not applied twice for one lease: a timeout is never retried (the script may have run; the lease
+is treated as not granted and the worker falls back), and only a connection error is retried,
+once and at once (``gateway.shared_state.connect``). A connection lost after the script ran can
+count a lease that is never spent: requests are refused early, never more than the quota pass.
+
 When Redis is down, ``when_redis_down`` decides: ``local`` (default) enforces ``requests /
 workers`` per process, ``open`` lets everything through, ``closed`` answers 503.
 Answers carry IETF ``RateLimit-Policy`` and ``RateLimit`` headers; a refusal is a 429 problem
@@ -25,14 +31,15 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
 
-from policies.redis_link import RedisLink
+from policies.shared_state import LenientState
 
 __all__ = ["QuotaClass", "QuotaDecision", "QuotaLimiter", "QuotaSettings"]
 
+_LEASE_SCRIPT = "quota-lease"
 # KEYS[1] counter; ARGV: limit, lease divisor, max lease, window ms. Returns {granted, used}.
 _LEASE = """
 local limit = tonumber(ARGV[1])
@@ -102,13 +109,15 @@ class _Window:
 
 
 class QuotaLimiter:
-    def __init__(self, settings: QuotaSettings, redis: RedisLink, workers: int) -> None:
+    def __init__(self, settings: QuotaSettings, shared: LenientState, workers: int) -> None:
         self.settings = settings
-        self._redis = redis
+        self._shared = shared
         self._workers = max(1, workers)
         self._windows = _Windows()
         self._local = _Windows()
-        self._script: Any = redis.client.register_script(_LEASE) if redis.client is not None else None
+        shared.register_script(_LEASE_SCRIPT, _LEASE)
+        #: Whether there is a shared counter at all (else the whole quota is enforced per process).
+        self._counted = shared.configured
 
     def _class(self, client_class: str) -> tuple[str, QuotaClass]:
         classes = self.settings.classes
@@ -138,8 +147,8 @@ class QuotaLimiter:
             window.last_grant > 4
             and window.leased <= window.last_grant // 4
             and window.lease is None
-            and self._script is not None
-            and self._redis.available
+            and self._counted
+            and self._shared.available
         ):
             # Lease the next block while this one is spent, so no request waits for Redis.
             # Not near the end of the window (small leases): there, counting one by one
@@ -155,7 +164,7 @@ class QuotaLimiter:
             return self._spend(client_id, policy, quota, window, index, reset)
         if window.exhausted or window.lease is not None:
             return None  # refused by Redis for this window, or a lease is on its way: as acquire() decides
-        if self._script is None or not self._redis.available:
+        if not self._counted or not self._shared.available:
             decision = self._without_redis(client_id, policy, quota, index, reset)
             return decision if decision.allowed else None  # a refusal spends nothing
         return None
@@ -168,7 +177,7 @@ class QuotaLimiter:
             if window.exhausted:
                 return self._decision(False, policy, quota, window, reset)
             if window.lease is None:
-                if self._script is None or not self._redis.available:
+                if not self._counted or not self._shared.available:
                     return self._without_redis(client_id, policy, quota, index, reset)
                 window.lease = asyncio.create_task(self._lease(client_id, quota, window, index))
             if not await asyncio.shield(window.lease):
@@ -177,17 +186,15 @@ class QuotaLimiter:
     async def _lease(self, client_id: str, quota: QuotaClass, window: _Window, index: int) -> bool:
         """Ask the shared counter for the next block; False when Redis cannot be asked."""
         try:
-            result = await self._redis.call(
-                lambda r: self._script(
-                    keys=[self._redis.key("quota", client_id, str(index))],
-                    args=[
-                        quota.requests,
-                        self.settings.lease_divisor,
-                        self.settings.max_lease,
-                        quota.window_seconds * 1000 + 1000,
-                    ],
-                ),
-                None,
+            result = await self._shared.run_script(
+                _LEASE_SCRIPT,
+                [f"quota:{client_id}:{index}"],
+                [
+                    quota.requests,
+                    self.settings.lease_divisor,
+                    self.settings.max_lease,
+                    quota.window_seconds * 1000 + 1000,
+                ],
             )
             if result is None:
                 return False
@@ -200,7 +207,7 @@ class QuotaLimiter:
             window.lease = None
 
     def _without_redis(self, client_id: str, policy: str, quota: QuotaClass, index: int, reset: int) -> QuotaDecision:
-        mode = self.settings.when_redis_down if self._script is not None else "local"
+        mode = self.settings.when_redis_down if self._counted else "local"
         if mode != "local":  # open: everything passes; closed: nothing does
             allowed = mode == "open"
             return QuotaDecision(
@@ -213,7 +220,7 @@ class QuotaLimiter:
                 store_down=True,
             )
         # local: this process's share of the quota (all of it when there is no Redis at all)
-        share = quota.requests if self._script is None else max(1, quota.requests // self._workers)
+        share = quota.requests if not self._counted else max(1, quota.requests // self._workers)
         key = f"{client_id}\x00{index}"
         window = self._local.get(key)
         if window is None:
@@ -229,7 +236,7 @@ class QuotaLimiter:
             window_seconds=quota.window_seconds,
             remaining=max(0, share - window.used_seen),
             reset_seconds=reset,
-            store_down=self._script is not None,
+            store_down=self._counted,
         )
 
     def _decision(self, allowed: bool, policy: str, quota: QuotaClass, window: _Window, reset: int) -> QuotaDecision:

@@ -20,11 +20,11 @@ from litestar.types import ASGIApp, HTTPScope, Receive, Scope, Send
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from gateway.cache_status import call_notes
 from gateway.correlation import correlation_id, traceparent
 from gateway.identity import client_identity
 from gateway.observability.logging import REQUEST_SCOPE
 from gateway.observability.telemetry import Telemetry
-from policies.caching import current_cache_outcome
 
 __all__ = ["QUOTA_REFUSAL", "RESPONSE_STATUS", "RequestTelemetry"]
 
@@ -100,9 +100,9 @@ class RequestTelemetry:
         identity = client_identity(scope)
         client = metrics.client_label(identity.client_id if identity else None)
         metrics.observe_request(route, scope["method"], state.get(RESPONSE_STATUS, 500), client, seconds)
-        outcome = current_cache_outcome()
-        if outcome is not None:
-            metrics.observe_cache(route, outcome.hits, outcome.misses, outcome.stale)
+        notes = call_notes(scope)
+        if notes is not None and (notes.hits or notes.misses or notes.stale):
+            metrics.observe_cache(route, notes.hits, notes.misses, notes.stale)
         if (refusal := state.get(QUOTA_REFUSAL)) is not None:
             metrics.quota_rejections.labels(client, refusal).inc()
 

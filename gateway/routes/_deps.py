@@ -13,6 +13,7 @@ from litestar import Request
 
 from erp_backends.port import CallContext, ErpBackend
 from gateway.bootstrap import Runtime
+from gateway.cache_status import notes_for
 from gateway.correlation import correlation_id, traceparent
 from gateway.identity import client_identity
 
@@ -28,13 +29,15 @@ def runtime_of(request: AnyRequest) -> Runtime:
 
 
 def call_context(request: AnyRequest) -> CallContext:
-    """Who asks, and how to correlate: passed with every backend call and write."""
+    """Who asks, how to correlate, and where the cache reports (``Cache-Status``): passed with
+    every backend call and write."""
     scope = request.scope
     identity = client_identity(scope)
     return CallContext(
         correlation_id=correlation_id(scope),
         client_id=identity.client_id if identity else None,
         traceparent=traceparent(scope),
+        notes=notes_for(scope),
     )
 
 

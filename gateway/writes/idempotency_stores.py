@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.writes.idempotency import Claim, IdempotencyStore, StoredAnswer, StoreUnavailable
-from policies.redis_link import RedisLink
+from policies.shared_state import SharedState, SharedStateUnavailable
 
 __all__ = ["FallbackIdempotencyStore", "RedisIdempotencyStore", "SqliteIdempotencyStore"]
 
@@ -140,30 +140,26 @@ if redis.call('HGET', KEYS[1], 'owner') == ARGV[1] and redis.call('HGET', KEYS[1
 end
 return 1
 """
-_DOWN = object()
+_SCRIPTS = {"idem-claim": _CLAIM, "idem-complete": _COMPLETE, "idem-release": _RELEASE}
 
 
 class RedisIdempotencyStore(IdempotencyStore):
-    """Records in Redis, one hash per key; a Redis failure raises ``StoreUnavailable``."""
+    """Records in Redis (the strict ``SharedState``), one hash per key; a failure raises
+    ``StoreUnavailable``."""
 
-    def __init__(self, redis: RedisLink) -> None:
-        assert redis.client is not None, "RedisIdempotencyStore needs a configured Redis"
-        self._redis = redis
-        self._claim = redis.client.register_script(_CLAIM)
-        self._complete = redis.client.register_script(_COMPLETE)
-        self._release = redis.client.register_script(_RELEASE)
+    def __init__(self, shared: SharedState) -> None:
+        self._shared = shared
+        for name, source in _SCRIPTS.items():
+            shared.register_script(name, source)
 
-    def _key(self, key: str) -> str:
-        return self._redis.key("idem", key)
-
-    async def _run(self, script: Any, key: str, *args: Any) -> Any:
-        result = await self._redis.call(lambda _: script(keys=[self._key(key)], args=list(args)), _DOWN)
-        if result is _DOWN:
-            raise StoreUnavailable(f"Redis: {self._redis.last_error or 'unavailable'}")
-        return result
+    async def _run(self, script: str, key: str, *args: Any) -> Any:
+        try:
+            return await self._shared.run_script(script, [f"idem:{key}"], args)
+        except SharedStateUnavailable as exc:
+            raise StoreUnavailable(str(exc)) from exc
 
     async def claim(self, key: str, fingerprint: str, owner: str, lease_seconds: int) -> Claim:
-        reply = await self._run(self._claim, key, fingerprint, owner, lease_seconds * 1000)
+        reply = await self._run("idem-claim", key, fingerprint, owner, lease_seconds * 1000)
         state, held_fp = _text(reply[0]), _text(reply[1])
         if state == "claimed":
             return Claim(state="claimed", fingerprint=held_fp)
@@ -175,11 +171,11 @@ class RedisIdempotencyStore(IdempotencyStore):
 
     async def complete(self, key: str, owner: str, answer: StoredAnswer, ttl_seconds: int) -> None:
         await self._run(
-            self._complete, key, owner, answer.status, answer.body, answer.location or "", ttl_seconds * 1000
+            "idem-complete", key, owner, answer.status, answer.body, answer.location or "", ttl_seconds * 1000
         )
 
     async def release(self, key: str, owner: str) -> None:
-        await self._run(self._release, key, owner)
+        await self._run("idem-release", key, owner)
 
 
 def _text(value: Any) -> str:

@@ -146,7 +146,9 @@ def test_a_cached_key_the_route_would_refuse_is_left_to_the_router(
 
         async def plant() -> None:  # as if the ERP had answered for that key
             (item,) = (await cache.get_availability(["LAMP-WHT"], None, ctx)).items
-            await cache.store.put_many([(f"avail:{path_sku}", msgspec.structs.replace(item, sku=path_sku), 60.0)])
+            await cache.store.put_many(
+                [(cache.keys.availability(path_sku), msgspec.structs.replace(item, sku=path_sku), 60.0)]
+            )
 
         client.blocking_portal.call(plant)
         calls = router.calls

@@ -15,7 +15,7 @@ from gateway.app import create_app
 from gateway.observability.settings import ObservabilitySettings
 from gateway.observability.telemetry import Telemetry
 from gateway.settings import Settings
-from policies.redis_link import RedisSettings
+from gateway.shared_state import RedisSettings
 from tests.conftest import Mint
 
 TRACING = ObservabilitySettings(traces_exporter="console")  # the exporter is replaced by an in-memory one

@@ -14,7 +14,8 @@ from contracts.v1 import AvailabilityBatch, Order, PriceCheck, PriceCheckRequest
 from erp_backends.errors import ErpUnavailable
 from erp_backends.port import CallContext
 from erp_backends.sample import SampleBackend, SampleSettings
-from policies.redis_link import RedisLink, RedisSettings
+from gateway.shared_state import RedisSettings, open_shared_state
+from policies.shared_state import LenientState
 
 T = TypeVar("T")
 CTX = CallContext(correlation_id="policy-test")
@@ -60,12 +61,12 @@ async def erp(tmp_path: Path) -> AsyncIterator[ControlledErp]:
 
 
 @pytest.fixture
-async def shared_redis(redis_url: str) -> AsyncIterator[Callable[[], RedisLink]]:
-    """Makes RedisLinks to the test Redis, one per simulated worker; closes them after."""
-    links: list[RedisLink] = []
+async def shared_redis(redis_url: str) -> AsyncIterator[Callable[[], LenientState]]:
+    """Makes shared states on the test Redis, one per simulated worker; closes them after."""
+    links: list[LenientState] = []
 
-    def make() -> RedisLink:
-        link = RedisLink(RedisSettings(url=redis_url))
+    def make() -> LenientState:
+        link = open_shared_state(RedisSettings(url=redis_url))
         links.append(link)
         return link
 

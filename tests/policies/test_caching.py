@@ -7,38 +7,45 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import msgspec
 import pytest
 import redis.asyncio as aioredis
 
 from contracts.v1 import OrderList, PriceCheckLine, PriceCheckRequest
 from erp_backends.errors import ErpUnavailable, Rejected
-from erp_backends.port import CallContext
-from policies.caching import CacheSettings, CachingBackend, OperationCache, cache_status_header, reset_cache_outcome
-from policies.redis_link import RedisLink, RedisSettings
+from erp_backends.port import CallContext, CallNotes
+from gateway.cache_status import cache_status
+from gateway.shared_state import RedisSettings, open_shared_state
+from policies.caching import CacheSettings, CachingBackend, OperationCache
+from policies.shared_state import LenientState
 from tests.policies.conftest import CTX, ControlledErp
 
 T = TypeVar("T")
 FAST = OperationCache(ttl_seconds=0.3, stale_while_revalidate_seconds=0.6, stale_if_error_seconds=30)
 
 
-async def _in_own_request(call: Coroutine[Any, Any, T]) -> tuple[T, str | None]:
-    """Run a call as the server runs a request: in its own task, reading Cache-Status after."""
+async def _in_own_request(call: Callable[[CallContext], Coroutine[Any, Any, T]]) -> tuple[T, str | None]:
+    """Run a call as the server runs a request: in its own task, with its own notes, reading
+    Cache-Status after."""
 
     async def request() -> tuple[T, str | None]:
-        reset_cache_outcome()
-        return await call, cache_status_header()
+        notes = CallNotes()
+        answer = await call(msgspec.structs.replace(CTX, notes=notes))
+        return answer, cache_status(notes)
 
     return await asyncio.create_task(request())
 
 
-def _cache(erp: ControlledErp, redis: RedisLink | None = None, **rules: OperationCache) -> CachingBackend:
+def _cache(erp: ControlledErp, redis: LenientState | None = None, **rules: OperationCache) -> CachingBackend:
     settings = CacheSettings(local_ttl_seconds=0.05, **rules)  # type: ignore[arg-type]
-    return CachingBackend(erp, redis or RedisLink(RedisSettings()), settings)
+    return CachingBackend(erp, redis or open_shared_state(RedisSettings()), settings)
 
 
 async def test_batch_and_single_requests_share_entries(erp: ControlledErp) -> None:
     cache = _cache(erp)
-    first, header = await _in_own_request(cache.get_availability(["MUG-SND", "LAMP-WHT", "NOPE"], None, CTX))
+    first, header = await _in_own_request(
+        lambda ctx: cache.get_availability(["MUG-SND", "LAMP-WHT", "NOPE"], None, ctx)
+    )
     assert [i.freshness for i in first.items] == ["fresh", "fresh"]
     assert header == "erp-gateway; fwd=miss; stored"
     single = await cache.get_availability(["LAMP-WHT"], ["EAST"], CTX)
@@ -50,7 +57,7 @@ async def test_batch_and_single_requests_share_entries(erp: ControlledErp) -> No
     assert unknown.unknown_skus == ["NOPE"]
     # and the other way round: single first, then a batch asks the ERP only for the rest
     await cache.get_availability(["CAP-OLV"], None, CTX)
-    batch, header = await _in_own_request(cache.get_availability(["CAP-OLV", "TOTE-NAT"], None, CTX))
+    batch, header = await _in_own_request(lambda ctx: cache.get_availability(["CAP-OLV", "TOTE-NAT"], None, ctx))
     assert header == "erp-gateway; fwd=partial; stored"
     assert erp.calls["availability"] == 3
     assert [i.freshness for i in batch.items] == ["cached", "fresh"]
@@ -82,7 +89,7 @@ async def test_stale_if_error_serves_the_last_answer_while_the_erp_fails(erp: Co
     await cache.get_availability(["MUG-SND"], None, CTX)
     erp.down = True
     await asyncio.sleep(0.2)
-    answer, header = await _in_own_request(cache.get_availability(["MUG-SND"], None, CTX))
+    answer, header = await _in_own_request(lambda ctx: cache.get_availability(["MUG-SND"], None, ctx))
     assert answer.items[0].freshness == "stale"
     assert answer.items[0].on_hand == 140
     assert header == 'erp-gateway; hit; ttl=0; detail="stale-if-error"'
@@ -122,7 +129,7 @@ async def test_orders_and_invalidation(erp: ControlledErp) -> None:
 
 
 async def test_the_redis_tier_is_shared_between_workers(
-    erp: ControlledErp, shared_redis: Callable[[], RedisLink], redis_url: str
+    erp: ControlledErp, shared_redis: Callable[[], LenientState], redis_url: str
 ) -> None:
     worker_a, worker_b = _cache(erp, shared_redis()), _cache(erp, shared_redis())
     skus = [f"SKU-{i}" for i in range(150)] + ["MUG-SND", "TEE-NVY-M"]
@@ -144,7 +151,7 @@ async def test_the_redis_tier_is_shared_between_workers(
 async def test_redis_down_means_in_process_only_and_recovery(
     erp: ControlledErp, redis_server: object, redis_url: str
 ) -> None:
-    link = RedisLink(RedisSettings(url=redis_url, retry_seconds=0.1))
+    link = open_shared_state(RedisSettings(url=redis_url, retry_seconds=0.1))
     cache = _cache(erp, link)
     redis_server.stop()  # type: ignore[attr-defined]
     try:
@@ -158,13 +165,13 @@ async def test_redis_down_means_in_process_only_and_recovery(
     await cache.get_availability(["LAMP-WHT"], None, CTX)
     assert link.available
     probe = aioredis.Redis.from_url(redis_url)
-    assert await probe.exists("erpgw:v1:avail:LAMP-WHT") == 1
+    assert await probe.exists("erpgw:v1:" + cache.keys.availability("LAMP-WHT")) == 1
     await probe.aclose()
     await link.aclose()
 
 
 async def test_an_invalidation_reaches_other_workers_in_process_copies(
-    erp: ControlledErp, shared_redis: Callable[[], RedisLink]
+    erp: ControlledErp, shared_redis: Callable[[], LenientState]
 ) -> None:
     worker_a, worker_b = _cache(erp, shared_redis()), _cache(erp, shared_redis())
     await worker_a.get_availability(["MUG-SND"], None, CTX)
@@ -183,7 +190,7 @@ async def test_an_invalidation_reaches_other_workers_in_process_copies(
 async def test_an_emptied_redis_is_not_an_invalidation(
     erp: ControlledErp, redis_server: object, redis_url: str, emptied_by: str
 ) -> None:
-    links = [RedisLink(RedisSettings(url=redis_url, retry_seconds=0.1)) for _ in range(2)]
+    links = [open_shared_state(RedisSettings(url=redis_url, retry_seconds=0.1)) for _ in range(2)]
     worker_a, worker_b = _cache(erp, links[0]), _cache(erp, links[1])
     cart = PriceCheckRequest(customer="C-1001", currency="EUR", lines=[PriceCheckLine(sku="TOTE-NAT", quantity=20)])
     for worker in (worker_a, worker_b):  # A asks the ERP, B reads what A stored in Redis
@@ -207,8 +214,9 @@ async def test_an_emptied_redis_is_not_an_invalidation(
                 assert prices.lines[0].freshness == "cached"
         assert (erp.calls["availability"], erp.calls["prices"]) == (1, 1)  # no cold misses
         # the in-process copies went back to Redis, for workers and instances that start cold
-        assert await probe.exists("erpgw:v1:avail:MUG-SND", "erpgw:v1:avail:LAMP-WHT") == 2
-        assert await probe.exists("erpgw:v1:price:EUR:C-1001:TOTE-NAT:20") == 1
+        keys = worker_a.keys
+        assert await probe.exists(*("erpgw:v1:" + keys.availability(sku) for sku in ("MUG-SND", "LAMP-WHT"))) == 2
+        assert await probe.exists("erpgw:v1:" + keys.price("EUR", "C-1001", "TOTE-NAT", 20)) == 1
 
         # An invalidation still reaches the other worker's in-process copies, also those that
         # Redis no longer holds: the customer's prices (a pattern) and a SKU.
@@ -235,7 +243,7 @@ async def test_an_emptied_redis_is_not_an_invalidation(
 
 
 async def test_a_pattern_invalidation_drops_entries_stored_before_it_without_scanning(
-    erp: ControlledErp, shared_redis: Callable[[], RedisLink], redis_url: str
+    erp: ControlledErp, shared_redis: Callable[[], LenientState], redis_url: str
 ) -> None:
     worker_a, worker_b = _cache(erp, shared_redis()), _cache(erp, shared_redis())
     find_orders = erp.find_orders

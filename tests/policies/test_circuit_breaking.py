@@ -12,21 +12,22 @@ import pytest
 from contracts.v1 import OrderValidation, OrderValidationRequest, ValidationLine
 from erp_backends.errors import ErpTimeout, ErpUnavailable, NotFound
 from erp_backends.port import CallContext
+from gateway.shared_state import RedisSettings, open_shared_state
 from policies.chain import GuardedBackend, PolicySettings
 from policies.circuit_breaking import BreakerSettings, CircuitOpen
 from policies.erp_protection import CallBudgetExhausted, ErpLimitSettings
-from policies.redis_link import RedisLink, RedisSettings
 from policies.retrying import RetrySettings
+from policies.shared_state import LenientState
 from policies.timeouts import TimeoutSettings
 from tests.policies.conftest import CTX, ControlledErp
 
 
-def _guarded(erp: ControlledErp, redis: RedisLink | None = None, **settings: object) -> GuardedBackend:
+def _guarded(erp: ControlledErp, redis: LenientState | None = None, **settings: object) -> GuardedBackend:
     defaults: dict[str, object] = {
         "breaker": BreakerSettings(fail_max=3, reset_timeout_seconds=0.3, sync_interval_seconds=0.05),
         "retry": RetrySettings(read_attempts=0),
     }
-    return GuardedBackend(erp, PolicySettings(**{**defaults, **settings}), redis or RedisLink(RedisSettings()))  # type: ignore[arg-type]
+    return GuardedBackend(erp, PolicySettings(**{**defaults, **settings}), redis or open_shared_state(RedisSettings()))  # type: ignore[arg-type]
 
 
 async def test_breaker_opens_after_failures_and_closes_after_a_good_trial(erp: ControlledErp) -> None:
@@ -88,7 +89,7 @@ async def test_timeouts_count_as_failures(erp: ControlledErp) -> None:
 
 
 async def test_an_open_breaker_is_shared_with_other_workers(
-    erp: ControlledErp, shared_redis: Callable[[], RedisLink]
+    erp: ControlledErp, shared_redis: Callable[[], LenientState]
 ) -> None:
     worker_a, worker_b = _guarded(erp, shared_redis()), _guarded(erp, shared_redis())
     await worker_b.get_availability(["MUG-SND"], None, CTX)  # B has seen a healthy ERP

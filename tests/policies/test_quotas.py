@@ -9,15 +9,16 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio as aioredis
 
+from gateway.shared_state import RedisSettings, open_shared_state
 from policies.quotas import QuotaClass, QuotaDecision, QuotaLimiter, QuotaSettings, _Window, _Windows
-from policies.redis_link import RedisLink, RedisSettings
+from policies.shared_state import LenientState
 
 
 def _settings(requests: int, **extra: object) -> QuotaSettings:
     return QuotaSettings(classes={"default": QuotaClass(requests=requests, window_seconds=60)}, **extra)  # type: ignore[arg-type]
 
 
-async def test_a_quota_of_n_holds_across_workers(shared_redis: Callable[[], RedisLink]) -> None:
+async def test_a_quota_of_n_holds_across_workers(shared_redis: Callable[[], LenientState]) -> None:
     workers = [QuotaLimiter(_settings(25), shared_redis(), workers=3) for _ in range(3)]
     verdicts = [await workers[i % 3].acquire("storefront", "default") for i in range(40)]
     assert [v.allowed for v in verdicts] == [True] * 25 + [False] * 15
@@ -29,7 +30,7 @@ async def test_a_quota_of_n_holds_across_workers(shared_redis: Callable[[], Redi
 
 
 async def test_large_quotas_lease_tokens_instead_of_asking_redis_each_time(
-    shared_redis: Callable[[], RedisLink], redis_url: str
+    shared_redis: Callable[[], LenientState], redis_url: str
 ) -> None:
     limiter = QuotaLimiter(_settings(100_000, max_lease=50), shared_redis(), workers=2)
     probe = aioredis.Redis.from_url(redis_url)
@@ -45,7 +46,7 @@ async def test_large_quotas_lease_tokens_instead_of_asking_redis_each_time(
 
 
 async def test_a_burst_on_an_empty_lease_waits_for_one_round_trip_together(
-    shared_redis: Callable[[], RedisLink], redis_url: str
+    shared_redis: Callable[[], LenientState], redis_url: str
 ) -> None:
     """200 requests arriving at once: a few lease round trips, and every waiter is woken by
     the lease it waited for, not handed a lock one event-loop turn after another (a queue
@@ -80,7 +81,7 @@ async def test_a_burst_on_an_empty_lease_waits_for_one_round_trip_together(
     assert len(finished_in) <= 2 * (200 // 50 + 1)  # woken together per lease, not one per turn
 
 
-async def test_headers_follow_the_ietf_draft(shared_redis: Callable[[], RedisLink]) -> None:
+async def test_headers_follow_the_ietf_draft(shared_redis: Callable[[], LenientState]) -> None:
     limiter = QuotaLimiter(_settings(10), shared_redis(), workers=1)
     decision = await limiter.acquire("storefront", "partner-tier")  # unknown class: default
     headers = dict(decision.headers())
@@ -89,7 +90,7 @@ async def test_headers_follow_the_ietf_draft(shared_redis: Callable[[], RedisLin
 
 
 async def test_without_redis_each_process_enforces_its_share(redis_server: object, redis_url: str) -> None:
-    link = RedisLink(RedisSettings(url=redis_url, retry_seconds=30))
+    link = open_shared_state(RedisSettings(url=redis_url, retry_seconds=30))
     limiter = QuotaLimiter(_settings(10, when_redis_down="local"), link, workers=2)
     redis_server.stop()  # type: ignore[attr-defined]
     try:
@@ -104,7 +105,7 @@ async def test_without_redis_each_process_enforces_its_share(redis_server: objec
 async def test_a_window_redis_refused_stays_refused_on_the_hot_path_when_redis_goes(
     redis_server: object, redis_url: str
 ) -> None:
-    link = RedisLink(RedisSettings(url=redis_url, retry_seconds=30))
+    link = open_shared_state(RedisSettings(url=redis_url, retry_seconds=30))
     limiter = QuotaLimiter(_settings(3, when_redis_down="local"), link, workers=1)
     assert [(await limiter.acquire("storefront", "default")).allowed for _ in range(4)] == [True] * 3 + [False]
     redis_server.stop()  # type: ignore[attr-defined]
@@ -124,7 +125,7 @@ async def test_a_window_redis_refused_stays_refused_on_the_hot_path_when_redis_g
 async def test_fail_closed_or_open_while_redis_is_down(
     redis_server: object, redis_url: str, mode: str, allowed: bool, remaining: int
 ) -> None:
-    link = RedisLink(RedisSettings(url=redis_url, retry_seconds=30))
+    link = open_shared_state(RedisSettings(url=redis_url, retry_seconds=30))
     limiter = QuotaLimiter(_settings(10, when_redis_down=mode), link, workers=2)
     redis_server.stop()  # type: ignore[attr-defined]
     try:
@@ -136,7 +137,7 @@ async def test_fail_closed_or_open_while_redis_is_down(
 
 
 async def test_without_redis_configured_the_whole_quota_is_local() -> None:
-    limiter = QuotaLimiter(_settings(3), RedisLink(RedisSettings()), workers=4)
+    limiter = QuotaLimiter(_settings(3), open_shared_state(RedisSettings()), workers=4)
     assert [(await limiter.acquire("c", "default")).allowed for _ in range(4)] == [True, True, True, False]
 
 

@@ -16,9 +16,9 @@ import pytest
 from erp_backends.errors import ErpUnavailable
 from erp_backends.port import CallContext
 from erp_backends.tryton import TrytonBackend
+from gateway.shared_state import RedisSettings, open_shared_state
 from policies.chain import GuardedBackend, PolicySettings
 from policies.circuit_breaking import BreakerSettings
-from policies.redis_link import RedisLink, RedisSettings
 from policies.retrying import RetrySettings
 from policies.timeouts import TimeoutSettings
 from tests.harness.tryton import TrytonServer
@@ -46,7 +46,7 @@ def _guarded(erp: ControlledErp) -> GuardedBackend:
         breaker=BreakerSettings(fail_max=2, reset_timeout_seconds=0.05),
         retry=RetrySettings(read_attempts=0),
     )
-    return GuardedBackend(erp, settings, RedisLink(RedisSettings()))
+    return GuardedBackend(erp, settings, open_shared_state(RedisSettings()))
 
 
 async def test_first_reads_wait_for_one_start_outside_their_timeout(tmp_path: Path) -> None:
@@ -91,7 +91,9 @@ async def test_a_fresh_worker_on_a_healthy_tryton_never_opens_the_breaker(tryton
         retry=RetrySettings(read_attempts=0),
     )
     async with httpx.AsyncClient(timeout=httpx.Timeout(20.0, connect=2.0)) as client:
-        guarded = GuardedBackend(TrytonBackend(tryton_settings(tryton), client), settings, RedisLink(RedisSettings()))
+        guarded = GuardedBackend(
+            TrytonBackend(tryton_settings(tryton), client), settings, open_shared_state(RedisSettings())
+        )
         answer = await guarded.get_availability(["MUG-SND"], None, CTX)
         assert answer.items[0].sku == "MUG-SND"
         assert guarded.breakers["reads"].state == "closed"

@@ -19,10 +19,10 @@ from contracts.v1 import ReturnRequest, ReturnRequestLine
 from erp_backends.errors import ErpUnavailable
 from erp_backends.port import IdempotencyToken
 from erp_backends.tryton import TrytonBackend
+from gateway.shared_state import RedisSettings, open_shared_state
 from policies.caching import CacheSettings, OperationCache
 from policies.chain import PolicyChain, PolicySettings, wrap_backend
 from policies.circuit_breaking import BreakerSettings, CircuitOpen
-from policies.redis_link import RedisLink, RedisSettings
 from policies.retrying import RetrySettings
 from tests.harness.tryton import TrytonServer
 from tests.harness.tryton_fixtures import tryton_settings
@@ -48,7 +48,9 @@ async def chain(own_tryton: TrytonServer) -> AsyncIterator[PolicyChain]:
         retry=RetrySettings(read_attempts=0),
     )
     async with httpx.AsyncClient(timeout=httpx.Timeout(5.0, connect=0.5)) as client:
-        wrapped = wrap_backend(TrytonBackend(tryton_settings(own_tryton), client), settings, RedisLink(RedisSettings()))
+        wrapped = wrap_backend(
+            TrytonBackend(tryton_settings(own_tryton), client), settings, open_shared_state(RedisSettings())
+        )
         yield wrapped
         await wrapped.backend.aclose()
 

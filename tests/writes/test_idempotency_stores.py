@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.shared_state import RedisSettings, open_shared_state
 from gateway.writes.idempotency import IdempotencyStore, StoredAnswer
 from gateway.writes.idempotency_stores import FallbackIdempotencyStore, RedisIdempotencyStore, SqliteIdempotencyStore
-from policies.redis_link import RedisLink, RedisSettings
+from policies.shared_state import LenientState, SharedState
 
 STORES = ["sqlite", "redis", "fallback-redis-up", "fallback-redis-down"]
 ANSWER = StoredAnswer(status=201, body=b'{"rmaNumber": "RMA-000001"}', location="/v1/returns/RMA-000001")
@@ -27,15 +28,17 @@ MakeStore = Callable[[], IdempotencyStore]
 @pytest.fixture(params=STORES)
 async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MakeStore]:
     made: list[IdempotencyStore] = []
-    links: list[RedisLink] = []
+    links: list[LenientState] = []
     kind: str = request.param
 
-    def link() -> RedisLink:
+    def link() -> SharedState:
         if kind == "fallback-redis-down":  # nothing listens there
-            links.append(RedisLink(RedisSettings(url="redis://127.0.0.1:1", timeout_seconds=0.1)))
+            links.append(open_shared_state(RedisSettings(url="redis://127.0.0.1:1", timeout_seconds=0.1)))
         else:
-            links.append(RedisLink(RedisSettings(url=request.getfixturevalue("redis_url"))))
-        return links[-1]
+            links.append(open_shared_state(RedisSettings(url=request.getfixturevalue("redis_url"))))
+        strict = links[-1].strict
+        assert strict is not None
+        return strict
 
     def make() -> IdempotencyStore:
         local = SqliteIdempotencyStore(str(tmp_path / "idempotency.sqlite"))
