@@ -275,3 +275,18 @@ async def test_a_pattern_invalidation_drops_entries_stored_before_it_without_sca
     assert (await worker_b.find_orders("WC-5003", CTX)).items[0].order_number == "SO-1003"
     assert (await worker_b.find_orders("WC-5003", CTX)).items[0].freshness == "cached"
     assert (erp.calls["prices"], erp.calls["order"], erp.calls["find_orders"]) == (3, 2, 2)
+
+
+async def test_two_namespaces_on_one_redis_never_share_an_entry(
+    erp: ControlledErp, shared_redis: Callable[[], LenientState]
+) -> None:
+    first = CachingBackend(erp, shared_redis(), CacheSettings(local_ttl_seconds=0.05), namespace="first")
+    second = CachingBackend(erp, shared_redis(), CacheSettings(local_ttl_seconds=0.05), namespace="second")
+    assert (await first.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "fresh"
+    assert (await second.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "fresh"
+    assert erp.calls["availability"] == 2  # the second never read the first's entry
+    assert first.keys.availability("MUG-SND") != second.keys.availability("MUG-SND")
+    await first.invalidate(skus=["MUG-SND"])  # nor does an invalidation cross namespaces
+    await asyncio.sleep(0.1)
+    assert (await second.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "cached"
+    assert _cache(erp).keys.namespace == erp.name  # the default: the backend's name
