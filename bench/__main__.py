@@ -92,6 +92,12 @@ def _gateway(port: int, _: Path) -> list[str]:
 
 
 @contextmanager
+def _gateway_with_faults(port: int, _: Path) -> list[str]:
+    """The gateway whose workers count ERP calls (``tests.harness.serve``: the fault hook)."""
+    serve = [sys.executable, "-m", "tests.harness.serve", "serve"]
+    return [*serve, "--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS)]
+
+
 def _server(case: Case, workdir: Path, env: dict[str, str]) -> Iterator[str]:
     if case.url is not None:
         yield case.url
@@ -379,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
                 "m",
                 "hot SKU",
                 "/",
-                _gateway,
+                _gateway_with_faults,
                 env={
                     "ERPGW_FAULTS__CONTROL_FILE": str(workdir / "none.json"),
                     "ERPGW_FAULTS__CALLS_LOG": str(calls_log),

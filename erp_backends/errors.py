@@ -9,7 +9,8 @@
         └── Conflict        the request clashes with the current state    -> 409
 
 Adapters raise these at one edge (``raise ... from exc``); the gateway maps them to RFC 9457
-problems at its own edge. ``code`` is a stable slug that becomes the problem ``type``.
+problems at its own edge. ``code`` is a stable slug that becomes the problem ``type``; the
+gateway checks at start-up that every class-level ``code`` is in its catalog.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ __all__ = ["Conflict", "ErpError", "ErpTimeout", "ErpUnavailable", "NotFound", "
 
 
 class ErpError(Exception):
-    """Base of every error a backend may raise."""
+    """Base of every error a backend may raise (one of no more specific kind is a 502)."""
 
-    code = "erp-error"
+    code = "erp-unavailable"
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail)

@@ -109,11 +109,12 @@ class SampleSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
 
 
 class SampleBackend(ErpBackend):
-    """``ErpBackend`` over a local SQLite database. All SQL runs on one worker thread."""
+    """``ErpBackend`` over a local SQLite database. All SQL runs on one worker thread.
 
-    name = "sample"
+    ``name`` is given by the composition root; ``sample`` unless several are configured."""
 
-    def __init__(self, settings: SampleSettings, dataset: Dataset | None = None) -> None:
+    def __init__(self, settings: SampleSettings, dataset: Dataset | None = None, *, name: str = "sample") -> None:
+        self.name = name
         self._settings = settings
         self._dataset = dataset or load_dataset()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sample-erp")

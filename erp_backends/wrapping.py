@@ -1,14 +1,14 @@
-"""A backend that wraps another: every port operation goes through one ``around`` method.
+"""A backend that wraps another: every port operation becomes an ``Invocation`` given to ``handle``.
 
-Decorators of a backend (fault injection, the policy chain's guard, call observation) each
-implement ``around`` once instead of repeating the port's eight operations.
+Decorators of a backend (the policy chain's guard, call observation, the tests' fault injection)
+override ``handle`` once instead of repeating the port's operations; by default it sends the
+invocation to ``inner``. The lifecycle hooks (``start``, ``check_ready``, ``aclose``) pass through.
 """
 
 from __future__ import annotations
 
-import abc
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Literal, TypeVar
+from collections.abc import Sequence
+from typing import TypeVar
 
 from contracts.v1 import (
     AvailabilityBatch,
@@ -21,23 +21,12 @@ from contracts.v1 import (
     ReturnAuthorization,
     ReturnRequest,
 )
+from erp_backends.invocation import Invocation
 from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, ReturnOutcome
 
-__all__ = ["WRITES", "Operation", "WrappingBackend"]
+__all__ = ["WrappingBackend"]
 
 T = TypeVar("T")
-
-Operation = Literal[
-    "get_availability",
-    "check_prices",
-    "validate_order",
-    "get_order",
-    "find_orders",
-    "create_return",
-    "get_return",
-]
-#: Operations that change the ERP: never retried, guarded apart from reads.
-WRITES: frozenset[Operation] = frozenset({"create_return"})
 
 
 class WrappingBackend(ErpBackend):
@@ -45,36 +34,34 @@ class WrappingBackend(ErpBackend):
         self.inner = inner
         self.name = inner.name
 
-    @abc.abstractmethod
-    async def around(
-        self, operation: Operation, ctx: CallContext, call: Callable[[CallContext], Coroutine[Any, Any, T]]
-    ) -> T:
-        """Run ``call`` (the inner backend's operation, given the context to use)."""
+    async def handle(self, invocation: Invocation[T]) -> T:
+        """Carry out one call; the default sends it to the wrapped backend."""
+        return await invocation.send(self.inner)
 
     async def get_availability(
         self, skus: Sequence[str], warehouses: Sequence[str] | None, ctx: CallContext
     ) -> AvailabilityBatch:
-        return await self.around("get_availability", ctx, lambda c: self.inner.get_availability(skus, warehouses, c))
+        return await self.handle(Invocation[AvailabilityBatch]("get_availability", (skus, warehouses), ctx))
 
     async def check_prices(self, request: PriceCheckRequest, ctx: CallContext) -> PriceCheck:
-        return await self.around("check_prices", ctx, lambda c: self.inner.check_prices(request, c))
+        return await self.handle(Invocation[PriceCheck]("check_prices", (request,), ctx))
 
     async def validate_order(self, request: OrderValidationRequest, ctx: CallContext) -> OrderValidation:
-        return await self.around("validate_order", ctx, lambda c: self.inner.validate_order(request, c))
+        return await self.handle(Invocation[OrderValidation]("validate_order", (request,), ctx))
 
     async def get_order(self, order_number: str, ctx: CallContext) -> Order:
-        return await self.around("get_order", ctx, lambda c: self.inner.get_order(order_number, c))
+        return await self.handle(Invocation[Order]("get_order", (order_number,), ctx))
 
     async def find_orders(self, external_ref: str, ctx: CallContext) -> OrderList:
-        return await self.around("find_orders", ctx, lambda c: self.inner.find_orders(external_ref, c))
+        return await self.handle(Invocation[OrderList]("find_orders", (external_ref,), ctx))
 
     async def create_return(
         self, request: ReturnRequest, idempotency: IdempotencyToken, ctx: CallContext
     ) -> ReturnOutcome:
-        return await self.around("create_return", ctx, lambda c: self.inner.create_return(request, idempotency, c))
+        return await self.handle(Invocation[ReturnOutcome]("create_return", (request, idempotency), ctx))
 
     async def get_return(self, rma_number: str, ctx: CallContext) -> ReturnAuthorization:
-        return await self.around("get_return", ctx, lambda c: self.inner.get_return(rma_number, c))
+        return await self.handle(Invocation[ReturnAuthorization]("get_return", (rma_number,), ctx))
 
     async def start(self, ctx: CallContext) -> None:
         await self.inner.start(ctx)

@@ -13,14 +13,14 @@ from litestar.openapi.spec import Tag
 from erp_backends.port import ErpBackend
 from gateway.auth import Authentication, AuthSettings, security_components
 from gateway.auth.settings import split_words
-from gateway.bootstrap import Runtime
+from gateway.bootstrap import Runtime, WrapAdapter
 from gateway.decoding import StrictRequest, check_request_shape, register_request_shapes
 from gateway.hardening import HeaderLimitMiddleware, cors_config
 from gateway.hot_path import HotPath
 from gateway.observability.endpoint import metrics_endpoint
 from gateway.observability.middleware import RequestTelemetry
 from gateway.observability.telemetry import Telemetry
-from gateway.problems import exception_handlers
+from gateway.problems import check_problem_codes, exception_handlers
 from gateway.quota_middleware import QuotaMiddleware
 from gateway.response_headers import finish_response
 from gateway.routes import V1_CONTROLLERS, AdminController, HealthController
@@ -59,21 +59,26 @@ def openapi_config(token_url: str = AuthSettings().token_url) -> OpenAPIConfig:
 
 
 def create_app(
-    settings: Settings | None = None, backend: ErpBackend | None = None, telemetry: Telemetry | None = None
+    settings: Settings | None = None,
+    backend: ErpBackend | None = None,
+    telemetry: Telemetry | None = None,
+    wrap_adapter: WrapAdapter | None = None,
 ) -> Litestar:
-    """Build the app. ``backend`` replaces the adapter the settings name (tests use this);
+    """Build the app. ``backend`` replaces the default backend's adapter (tests use this);
     the policies still wrap it. ``telemetry`` replaces the one the settings describe (tests:
-    an in-memory span exporter)."""
+    an in-memory span exporter). ``wrap_adapter`` wraps each bare adapter inside the policies
+    (tests: fault injection)."""
     settings = settings or load_settings()
+    check_problem_codes()  # a slug without a catalog entry fails here, not in a caller's answer
     auth = Authentication(settings.auth)
     telemetry = telemetry or Telemetry(settings.observability)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # Built here, in the worker, after gunicorn forked: clients are never shared across processes.
-        app.state.runtime = Runtime(settings, adapter=backend, telemetry=telemetry)
+        app.state.runtime = Runtime(settings, adapter=backend, telemetry=telemetry, wrap_adapter=wrap_adapter)
         app.state.runtime.start()
-        telemetry.watch_breakers(list(app.state.runtime.guarded.breakers.values()))
+        telemetry.watch_breakers(app.state.runtime.erp.breakers())
         telemetry.start_flushing()
         try:
             yield

@@ -1,61 +1,161 @@
-"""The composition root: which adapter, wrapped in which policies, from settings.
+"""The composition root: which adapters, each wrapped in its own policies, from settings.
 
-This is the one place that knows concrete adapters and policies. Routes receive
-``Runtime.backend`` and cannot tell a bare adapter from one wrapped in policies.
+This is the one place that knows concrete adapters and policies. ``build_erp`` builds what any
+process serving the ERP port needs (every configured backend in its policy chain, usable without
+HTTP, e.g. by a future posting worker); ``Runtime`` adds what the HTTP app needs on top
+(quotas, idempotent writes, readiness). Routes receive a backend and cannot tell a bare adapter
+from one wrapped in policies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import httpx
 import msgspec
 
 from erp_backends.errors import ErpError
-from erp_backends.faults import FaultInjectingBackend
+from erp_backends.operations import check_declared
 from erp_backends.port import CallContext, ErpBackend
 from erp_backends.sample import SampleBackend
 from erp_backends.tryton import TrytonBackend, TrytonSettings
 from gateway.observability.telemetry import Telemetry
-from gateway.settings import Settings
+from gateway.settings import BackendSettings, SampleBackendSettings, Settings, TrytonBackendSettings
 from gateway.shared_state import client_of, open_shared_state
 from gateway.writes.idempotency import IdempotencyStore, IdempotentWrites
 from gateway.writes.idempotency_stores import FallbackIdempotencyStore, RedisIdempotencyStore, SqliteIdempotencyStore
 from gateway.writes.returns import ReturnWrites
-from policies.caching import CachingBackend
-from policies.chain import GuardedBackend, PolicySettings, wrap_backend
-from policies.observed import ObservedBackend
+from policies.chain import PolicyChain, PolicySettings, wrap_backend
+from policies.circuit_breaking import SharedCircuitBreaker
+from policies.observed import ErpCallObserver
 from policies.quotas import QuotaLimiter
 from policies.shared_state import LenientState
 
-__all__ = ["Check", "Runtime", "build_adapter", "build_tryton"]
+__all__ = [
+    "ADAPTERS",
+    "Check",
+    "ErpRuntime",
+    "Runtime",
+    "WrapAdapter",
+    "build_adapter",
+    "build_erp",
+    "build_tryton",
+]
 
 log = logging.getLogger("erp_gateway.bootstrap")
 
 
 #: Adds tracing to an adapter's HTTP client (``Telemetry.instrument_http_client``).
 InstrumentClient = Callable[[httpx.AsyncClient], None]
+#: Wraps a bare adapter before the policies do (tests: fault injection, ``tests/harness/faults.py``).
+WrapAdapter = Callable[[ErpBackend], ErpBackend]
+#: Builds one adapter from its name and its kind's settings.
+AdapterFactory = Callable[[str, Any, InstrumentClient | None], ErpBackend]
 
 
-def build_adapter(settings: Settings, instrument: InstrumentClient | None = None) -> ErpBackend:
-    """The bare ERP adapter the settings name."""
-    if settings.backend == "sample":
-        return SampleBackend(settings.sample)
-    if settings.backend == "tryton":
-        return build_tryton(settings.tryton, instrument)
-    raise ValueError(f"backend {settings.backend!r} is not available in this build")
-
-
-def build_tryton(settings: TrytonSettings, instrument: InstrumentClient | None = None) -> TrytonBackend:
+def build_tryton(
+    settings: TrytonSettings, instrument: InstrumentClient | None = None, *, name: str = "tryton"
+) -> TrytonBackend:
     """The Tryton adapter with its own pooled client (closed with the adapter)."""
     limits = httpx.Limits(max_connections=settings.max_connections, max_keepalive_connections=settings.max_connections)
     timeout = httpx.Timeout(settings.call_timeout_seconds, connect=settings.connect_timeout_seconds)
     client = httpx.AsyncClient(limits=limits, timeout=timeout, follow_redirects=False)
     if instrument is not None:
         instrument(client)
-    return TrytonBackend(settings, client, close_client=True)
+    return TrytonBackend(settings, client, close_client=True, name=name)
+
+
+#: Each kind's settings Struct -> how to build its adapter. A new kind is one line here and
+#: one member of ``gateway.settings.BackendSettings``.
+ADAPTERS: dict[type[BackendSettings], AdapterFactory] = {
+    SampleBackendSettings: lambda name, settings, instrument: SampleBackend(settings, name=name),
+    TrytonBackendSettings: lambda name, settings, instrument: build_tryton(settings, instrument, name=name),
+}
+
+
+def build_adapter(
+    settings: Settings, instrument: InstrumentClient | None = None, name: str | None = None
+) -> ErpBackend:
+    """The bare adapter of the backend ``name`` (default: the default backend)."""
+    name = name or settings.default_backend_name()
+    entry = settings.backend_entries()[name]
+    factory = ADAPTERS.get(type(entry))
+    if factory is None:
+        raise ValueError(f"backend kind {type(entry).__name__} is not available in this build")
+    return factory(name, entry, instrument)
+
+
+def policy_settings(settings: Settings) -> PolicySettings:
+    return PolicySettings(
+        cache=settings.cache,
+        retry=settings.retry,
+        breaker=settings.breaker,
+        erp_limits=settings.erp_limits,
+        timeouts=settings.timeouts,
+    )
+
+
+class ErpRuntime:
+    """Every configured backend, each in its own policy chain, and the Redis link they share.
+
+    What a process serving the ERP port builds, HTTP or not; ``default`` serves every operation
+    for now (routing per operation comes later)."""
+
+    def __init__(self, redis: LenientState, chains: Mapping[str, PolicyChain], default: str) -> None:
+        self.redis = redis
+        self.chains = dict(chains)
+        self.default = self.chains[default]
+        self._start_tasks: list[asyncio.Task[None]] = []
+
+    def breakers(self) -> list[SharedCircuitBreaker]:
+        """Every backend's breakers (``<name>:reads``, ``<name>:writes``)."""
+        return [breaker for chain in self.chains.values() for breaker in chain.guarded.breakers.values()]
+
+    def start(self) -> None:
+        """Start every adapter in the background (login, reference data) so the first requests
+        find them ready; /readyz answers 503 until the default one is. A failure is tried again
+        by the next call."""
+
+        async def run(chain: PolicyChain) -> None:
+            try:
+                await chain.guarded.start(CallContext(correlation_id="start-up"))
+            except ErpError as exc:
+                log.warning("ERP start-up of %s failed, retried on the next call: %s", chain.name, exc)
+
+        loop = asyncio.get_running_loop()
+        self._start_tasks = [loop.create_task(run(chain)) for chain in self.chains.values()]
+
+    async def aclose(self) -> None:
+        for task in self._start_tasks:
+            task.cancel()
+        for chain in self.chains.values():
+            await chain.backend.aclose()
+
+
+def build_erp(
+    settings: Settings,
+    redis: LenientState,
+    *,
+    adapter: ErpBackend | None = None,
+    wrap_adapter: WrapAdapter | None = None,
+    instrument: InstrumentClient | None = None,
+    observer: ErpCallObserver | None = None,
+) -> ErpRuntime:
+    """Every backend the settings name, in its own chain (``policies.chain``). ``adapter``
+    replaces the default backend's adapter (tests); ``wrap_adapter`` wraps each bare adapter;
+    ``instrument`` traces the adapters' HTTP clients, ``observer`` hears every adapter call."""
+    check_declared(ErpBackend)  # every port operation says what it is, or nothing starts
+    default = settings.default_backend_name()
+    chains: dict[str, PolicyChain] = {}
+    for name in settings.backend_entries():
+        erp = adapter if adapter is not None and name == default else build_adapter(settings, instrument, name)
+        if wrap_adapter is not None:
+            erp = wrap_adapter(erp)
+        chains[name] = wrap_backend(erp, policy_settings(settings), redis, observer)
+    return ErpRuntime(redis, chains, default)
 
 
 def build_idempotency_store(settings: Settings, redis: LenientState) -> IdempotencyStore:
@@ -74,62 +174,49 @@ class Check(msgspec.Struct, kw_only=True, frozen=True):
 
 
 class Runtime:
-    """Everything one worker process builds at start-up and closes at shutdown."""
+    """What one HTTP worker process builds at start-up and closes at shutdown: the ERP runtime
+    (``erp``), and on top of it quotas, idempotent writes and readiness."""
 
     def __init__(
-        self, settings: Settings, adapter: ErpBackend | None = None, telemetry: Telemetry | None = None
+        self,
+        settings: Settings,
+        adapter: ErpBackend | None = None,
+        telemetry: Telemetry | None = None,
+        wrap_adapter: WrapAdapter | None = None,
     ) -> None:
         self.settings = settings
         self.redis = open_shared_state(settings.redis)
-        erp = adapter or build_adapter(settings, telemetry.instrument_http_client if telemetry else None)
-        if settings.faults.control_file:
-            erp = FaultInjectingBackend(erp, settings.faults)
         if telemetry is not None:
             telemetry.instrument_redis(client_of(self.redis))
-            if telemetry.observes_erp_calls:
-                # Innermost: only calls that reach the ERP (or its fault injector) are measured.
-                erp = ObservedBackend(erp, telemetry)
-        chain = wrap_backend(
-            erp,
-            PolicySettings(
-                cache=settings.cache,
-                retry=settings.retry,
-                breaker=settings.breaker,
-                erp_limits=settings.erp_limits,
-                timeouts=settings.timeouts,
-            ),
+        self.erp = build_erp(
+            settings,
             self.redis,
+            adapter=adapter,
+            wrap_adapter=wrap_adapter,
+            instrument=telemetry.instrument_http_client if telemetry else None,
+            observer=telemetry if telemetry is not None and telemetry.observes_erp_calls else None,
         )
-        self.backend: ErpBackend = chain.backend
-        self.guarded: GuardedBackend = chain.guarded
-        self.cache: CachingBackend | None = chain.cache
-        self._start_task: asyncio.Task[None] | None = None
         self.writes = IdempotentWrites(build_idempotency_store(settings, self.redis), settings.idempotency)
-        self.returns = ReturnWrites(self.backend, self.writes)
+        self.returns = ReturnWrites(self.erp.default.backend, self.writes)
         self.quotas = (
             QuotaLimiter(settings.quotas, self.redis, settings.server.workers) if settings.quotas.enabled else None
         )
 
     def start(self) -> None:
-        """Start the adapter in the background (login, reference data) so the first requests
-        find it ready; /readyz answers 503 until it is. A failure is tried again by the next call."""
-
-        async def run() -> None:
-            try:
-                await self.guarded.start(CallContext(correlation_id="start-up"))
-            except ErpError as exc:
-                log.warning("ERP start-up failed, retried on the next call: %s", exc)
-
-        self._start_task = asyncio.get_running_loop().create_task(run())
+        self.erp.start()
 
     async def readiness(self) -> list[Check]:
-        """The ERP must answer; Redis and breakers are reported, a down Redis only degrades."""
+        """Every backend must answer (the default one is required); Redis and breakers are
+        reported, a down Redis only degrades."""
         checks: list[Check] = []
-        try:
-            await self.backend.check_ready()
-            checks.append(Check(name=f"backend:{self.backend.name}", ok=True))
-        except (ErpError, TimeoutError) as exc:
-            checks.append(Check(name=f"backend:{self.backend.name}", ok=False, detail=str(exc) or "timed out"))
+        for name, chain in self.erp.chains.items():
+            required = chain is self.erp.default  # the others serve no operation yet
+            try:
+                await chain.backend.check_ready()
+                checks.append(Check(name=f"backend:{name}", ok=True, required=required))
+            except (ErpError, TimeoutError) as exc:
+                detail = str(exc) or "timed out"
+                checks.append(Check(name=f"backend:{name}", ok=False, required=required, detail=detail))
         if self.redis.configured:
             up = await self.redis.ping()
             checks.append(
@@ -140,14 +227,12 @@ class Runtime:
                     detail=None if up else f"serving from in-process state: {self.redis.last_error}",
                 )
             )
-        for breaker in self.guarded.breakers.values():
+        for breaker in self.erp.breakers():
             state = await breaker.refresh()  # what the shared state says now, not at this worker's last call
             checks.append(Check(name=f"breaker:{breaker.name}", ok=state == "closed", required=False, detail=state))
         return checks
 
     async def aclose(self) -> None:
-        if self._start_task is not None:
-            self._start_task.cancel()
         await self.writes.aclose()
-        await self.backend.aclose()
+        await self.erp.aclose()
         await self.redis.aclose()

@@ -15,10 +15,14 @@ from typing import Any
 
 import msgspec
 
+from erp_backends.port import ErpBackend
 from gateway.observability.logging import configure_logging, gunicorn_log_config
 from gateway.settings import Settings, check_startup, load_settings
 
-__all__ = ["main", "openapi_document"]
+__all__ = ["WrapAdapter", "main", "openapi_document"]
+
+#: Wraps a bare adapter (``gateway.bootstrap.WrapAdapter``; not imported: bootstrap loads the app).
+WrapAdapter = Callable[[ErpBackend], ErpBackend]
 
 DEFAULT_SPEC_PATH = Path("openapi/v1.json")
 
@@ -81,7 +85,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
         def load(self) -> Callable[..., Any]:
             # Runs in each worker after the fork: every worker builds its own app and clients.
-            return create_app(settings)
+            return create_app(settings, wrap_adapter=args.wrap_adapter)
 
     try:
         GatewayApplication().run()
@@ -147,7 +151,9 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, wrap_adapter: WrapAdapter | None = None) -> int:
+    """The command line. ``wrap_adapter`` (no option, no setting: for test harnesses that run
+    ``serve`` in-process, ``tests/harness/serve.py``) wraps each bare adapter in every worker."""
     parser = argparse.ArgumentParser(prog="erp-gateway", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -195,6 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     token.set_defaults(run=_token)
 
     args = parser.parse_args(argv)
+    args.wrap_adapter = wrap_adapter
     try:
         settings = load_settings()
         if args.run in (_serve, _check_backend):

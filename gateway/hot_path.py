@@ -103,7 +103,7 @@ class HotPath:
         if identity is None or not all(s in identity.scopes for s in self._scopes):
             return None
         runtime: Runtime = self._litestar.state.runtime
-        cache = runtime.cache
+        cache = runtime.erp.default.cache
         found = cache.cached_availability(sku) if cache is not None else None
         if found is None:
             return None

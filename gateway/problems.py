@@ -20,7 +20,14 @@ from contracts.v1 import FieldError, Problem
 from erp_backends.errors import Conflict, ErpError, ErpTimeout, ErpUnavailable, NotFound, Rejected
 from gateway.correlation import correlation_id
 
-__all__ = ["PROBLEMS", "PROBLEM_BASE", "PROBLEM_MEDIA_TYPE", "exception_handlers", "problem_response"]
+__all__ = [
+    "PROBLEMS",
+    "PROBLEM_BASE",
+    "PROBLEM_MEDIA_TYPE",
+    "check_problem_codes",
+    "exception_handlers",
+    "problem_response",
+]
 
 log = logging.getLogger("erp_gateway.errors")
 
@@ -59,6 +66,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "erp-circuit-open": (503, "The ERP is failing; calls to it are paused"),
     "erp-busy": (503, "Too many ERP calls at once; the request was shed"),
     "quota-unavailable": (503, "Quotas cannot be checked right now"),
+    "service-unavailable": (503, "The service is unavailable right now"),
     "erp-timeout": (504, "The ERP did not answer in time"),
 }
 
@@ -73,10 +81,36 @@ _HTTP_SLUGS = {
     415: "unsupported-media-type",
     431: "headers-too-large",
     429: "too-many-requests",
-    503: "quota-unavailable",
+    # A bare 503 says nothing about why; the quota's own refusal carries its ``code``.
+    503: "service-unavailable",
 }
 
 _RETRY_AFTER_SECONDS = 5
+
+
+def _subclasses(root: type) -> list[type]:
+    out: list[type] = []
+    sub: type
+    for sub in root.__subclasses__():
+        out += [sub, *_subclasses(sub)]
+    return out
+
+
+def check_problem_codes(*roots: type[Exception]) -> None:
+    """Every problem slug an exception class carries (its class-level ``code``) is in the
+    catalog, and so is every slug the edge falls back to; raise ``LookupError`` naming the
+    rest. Run at start-up, after the modules defining the exceptions are imported."""
+    roots = roots or (ErpError, HTTPException)
+    carried = {
+        f"{cls.__module__}.{cls.__qualname__}": code
+        for root in roots
+        for cls in (root, *_subclasses(root))
+        if isinstance(code := cls.__dict__.get("code"), str)
+    }
+    missing = {where: code for where, code in carried.items() if code not in PROBLEMS}
+    missing.update({f"_HTTP_SLUGS[{status}]": slug for status, slug in _HTTP_SLUGS.items() if slug not in PROBLEMS})
+    if missing:
+        raise LookupError(f"problem slugs without an entry in gateway/problems.py PROBLEMS: {missing}")
 
 
 def problem_response(
@@ -154,7 +188,9 @@ def _on_validation(request: Request[Any, Any, Any], exc: ValidationException) ->
 
 
 def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
-    slug = _HTTP_SLUGS.get(exc.status_code, "internal-error" if exc.status_code >= 500 else "validation-failed")
+    slug: str | None = getattr(exc, "code", None)  # an exception that knows its problem type says it
+    if slug is None:
+        slug = _HTTP_SLUGS.get(exc.status_code, "internal-error" if exc.status_code >= 500 else "validation-failed")
     headers = {k: v for k, v in (exc.headers or {}).items()}
     return problem_response(request, slug, exc.detail, status=exc.status_code, headers=headers or None)
 

@@ -19,10 +19,12 @@ __all__ = ["QuotaExceeded", "QuotaMiddleware", "note_quota", "quota_headers"]
 
 class QuotaExceeded(HTTPException):
     status_code = 429
+    code = "too-many-requests"
 
 
 class QuotaStoreDown(HTTPException):
     status_code = 503
+    code = "quota-unavailable"
 
 
 _STATE_KEY = "ratelimit_headers"

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from erp_backends.faults import FaultSettings
 from erp_backends.sample import SampleSettings
 from erp_backends.tryton import TrytonSettings
 from gateway.auth.settings import AuthSettings
@@ -30,15 +29,42 @@ from gateway.observability.settings import ObservabilitySettings
 from gateway.shared_state.connect import RedisSettings
 from gateway.writes.idempotency import IdempotencySettings
 from policies.caching import CacheSettings
+from policies.call_budget import CallBudgetSettings
 from policies.circuit_breaking import BreakerSettings
-from policies.erp_protection import ErpLimitSettings
 from policies.quotas import QuotaSettings
 from policies.retrying import RetrySettings
 from policies.timeouts import TimeoutSettings
 
-__all__ = ["HttpSettings", "Settings", "SettingsError", "check_startup", "env_name", "load_settings"]
+__all__ = [
+    "BackendSettings",
+    "HttpSettings",
+    "SampleBackendSettings",
+    "Settings",
+    "SettingsError",
+    "TrytonBackendSettings",
+    "check_startup",
+    "env_name",
+    "load_settings",
+]
 
 ENV_PREFIX = "ERPGW_"
+
+
+class SampleBackendSettings(SampleSettings, frozen=True, tag_field="kind", tag="sample"):
+    """``[backends.<name>] kind = "sample"``: an embedded sample ERP (the ``[sample]`` fields)."""
+
+
+class TrytonBackendSettings(TrytonSettings, frozen=True, tag_field="kind", tag="tryton"):
+    """``[backends.<name>] kind = "tryton"``: a Tryton server (the ``[tryton]`` fields)."""
+
+
+#: One entry of ``backends``: its ``kind`` selects the Struct (msgspec tagged union).
+BackendSettings = SampleBackendSettings | TrytonBackendSettings
+_KIND_OF: dict[str, type[SampleBackendSettings] | type[TrytonBackendSettings]] = {
+    "sample": SampleBackendSettings,
+    "tryton": TrytonBackendSettings,
+}
+_BACKEND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 
 
 class HttpSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -73,8 +99,13 @@ class ServerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     """All settings of the gateway."""
 
-    #: Which ERP backend serves the contract: ``sample`` (embedded) or ``tryton``.
+    #: Which ERP backend serves the contract: ``sample`` (embedded) or ``tryton``; used, with the
+    #: ``[sample]`` or ``[tryton]`` section, only while ``backends`` is empty.
     backend: Literal["sample", "tryton"] = "sample"
+    #: Named backends, each with its ``kind`` and that kind's settings; empty: one, from ``backend``.
+    backends: dict[str, BackendSettings] = msgspec.field(default_factory=dict)
+    #: The named backend serving every operation; empty: the only one configured.
+    default_backend: str = ""
     #: Python logging level of the gateway's own loggers.
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
@@ -85,13 +116,31 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     redis: RedisSettings = msgspec.field(default_factory=RedisSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     quotas: QuotaSettings = msgspec.field(default_factory=QuotaSettings)
-    erp_limits: ErpLimitSettings = msgspec.field(default_factory=ErpLimitSettings)
+    erp_limits: CallBudgetSettings = msgspec.field(default_factory=CallBudgetSettings)
     breaker: BreakerSettings = msgspec.field(default_factory=BreakerSettings)
     retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
     timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
     idempotency: IdempotencySettings = msgspec.field(default_factory=IdempotencySettings)
-    faults: FaultSettings = msgspec.field(default_factory=FaultSettings)
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
+
+    def backend_entries(self) -> dict[str, BackendSettings]:
+        """Every configured backend by name: ``backends``, or the one ``backend`` names (named
+        after its kind, so labels, breakers and readiness read ``sample`` or ``tryton``)."""
+        if self.backends:
+            return dict(self.backends)
+        section = self.sample if self.backend == "sample" else self.tryton
+        return {self.backend: msgspec.convert(msgspec.to_builtins(section), _KIND_OF[self.backend])}
+
+    def default_backend_name(self) -> str:
+        """The backend serving every operation (routing per operation comes later)."""
+        if self.default_backend:
+            return self.default_backend
+        names = list(self.backends) or [self.backend]
+        return names[0]
+
+    def backend_section(self, name: str) -> str:
+        """Where a backend's settings live (``tryton``, or ``backends.next``), for messages."""
+        return f"backends.{name}" if self.backends else self.backend
 
     @classmethod
     def describe(cls) -> Iterator[tuple[str, str, Any]]:
@@ -165,11 +214,53 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise SettingsError(f"{ENV_PREFIX}CONFIG", f"{config} is not valid TOML ({exc})") from None
     # Overrides merge into the defaults, so one nested field can be set without the rest.
     raw = _merge(_merge(msgspec.to_builtins(Settings()), raw), _from_env(environ))
+    _check_backend_entries(raw)
     try:
         # strict=False lets "8080" from the environment become an int, "true" a bool.
-        return msgspec.convert(raw, Settings, strict=False)
+        settings = msgspec.convert(raw, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise _explained(str(exc), raw) from None
+    _check_backends(settings)
+    return settings
+
+
+def _check_backend_entries(raw: Mapping[str, Any]) -> None:
+    """Each ``backends`` entry on its own, so a bad one is named (msgspec says ``backends[...]``)."""
+    entries = raw.get("backends")
+    if not isinstance(entries, Mapping):
+        return
+    for name, entry in entries.items():
+        dotted = f"backends.{name}"
+        if not _BACKEND_NAME.match(str(name)):
+            hint = f"backend name {name!r}: use lower-case letters, digits and _ (at most 32), starting with a letter"
+            raise SettingsError(env_name(dotted), hint, dotted)
+        if not isinstance(entry, Mapping) or entry.get("kind") not in _KIND_OF:
+            got = entry.get("kind") if isinstance(entry, Mapping) else entry
+            hint = (
+                f"{got!r} is not one of: {', '.join(_KIND_OF)}"
+                if got is not None
+                else "set the backend's kind: sample or tryton"
+            )
+            raise SettingsError(env_name(f"{dotted}.kind"), f"{hint}", f"{dotted}.kind")
+        try:
+            msgspec.convert(entry, _KIND_OF[entry["kind"]], strict=False)
+        except msgspec.ValidationError as exc:
+            where = str(exc).replace(" - at `$", f" - at `$.{dotted}")
+            if " - at `" not in where:
+                where += f" - at `$.{dotted}`"
+            raise _explained(where, raw) from None
+
+
+def _check_backends(settings: Settings) -> None:
+    """Names that fit every place they label, and a default that exists (and is unambiguous)."""
+    chosen = settings.default_backend
+    names = list(settings.backend_entries())
+    if chosen and chosen not in names:
+        hint = f"{chosen!r} is not a configured backend; one of: {', '.join(names)}"
+        raise SettingsError(env_name("default_backend"), hint, "default_backend")
+    if not chosen and len(names) > 1:
+        hint = f"several backends are configured ({', '.join(names)}): name the one serving every operation"
+        raise SettingsError(env_name("default_backend"), hint, "default_backend")
 
 
 _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)
@@ -190,7 +281,7 @@ def _explained(message: str, raw: Mapping[str, Any]) -> SettingsError:
     if own := _OWN_NAME.match(text):  # a check of the settings' own (``__post_init__``)
         return SettingsError(env_name(own["dotted"]), own["problem"], own["dotted"])
     dotted = ".".join(parts)
-    kind = _field_type(parts)
+    kind = _field_type(parts, raw)
     value: Any = raw
     for part in parts:
         value = value.get(part) if isinstance(value, Mapping) else None
@@ -205,9 +296,10 @@ def _explained(message: str, raw: Mapping[str, Any]) -> SettingsError:
     return SettingsError(env_name(dotted) if dotted else f"{ENV_PREFIX}*", text[:1].lower() + text[1:], dotted or None)
 
 
-def _field_type(parts: list[str]) -> Any:
+def _field_type(parts: list[str], raw: Mapping[str, Any]) -> Any:
     """The declared type of the setting at ``parts`` (None: unknown)."""
     kind: Any = Settings
+    node: Any = raw
     for part in parts:
         if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
             kind = next((f.type for f in msgspec.structs.fields(kind) if f.name == part), None)
@@ -215,6 +307,9 @@ def _field_type(parts: list[str]) -> Any:
             kind = typing.get_args(kind)[1]
         else:
             return None
+        node = node.get(part) if isinstance(node, Mapping) else None
+        if kind is BackendSettings:  # the entry's kind selects its Struct
+            kind = _KIND_OF.get(str(node.get("kind")) if isinstance(node, Mapping) else "")
     return kind
 
 
@@ -246,22 +341,27 @@ def check_startup(settings: Settings, *, serving: bool = True) -> None:
         if not 0.0 <= settings.observability.trace_sample_ratio <= 1.0:
             hint = "set a share between 0 and 1"
             raise SettingsError("ERPGW_OBSERVABILITY__TRACE_SAMPLE_RATIO", hint, "observability.trace_sample_ratio")
-    if settings.backend == "sample":
-        _writable(settings.sample.path, "sample.path")
-    elif settings.backend == "tryton":
-        tryton = settings.tryton
-        if tryton.password_file:
-            _readable(tryton.password_file, "tryton.password_file")
-        elif not tryton.password:
-            hint = "the Tryton backend needs the password of ERPGW_TRYTON__USER: name a file holding it"
-            raise SettingsError("ERPGW_TRYTON__PASSWORD_FILE", f"{hint} (or set ERPGW_TRYTON__PASSWORD)")
-        try:
-            tryton.resolve_password()
-        except ValueError as exc:
-            raise SettingsError("ERPGW_TRYTON__PASSWORD_FILE", str(exc), "tryton.password_file") from None
-        parts = urlsplit(tryton.url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise SettingsError("ERPGW_TRYTON__URL", f"{tryton.url!r} is not an http(s) URL", "tryton.url")
+    for name, entry in settings.backend_entries().items():
+        _check_backend_entry(settings.backend_section(name), entry)
+
+
+def _check_backend_entry(section: str, entry: BackendSettings) -> None:
+    """A backend's files and credentials; ``section`` is ``tryton`` or ``backends.<name>``."""
+    if isinstance(entry, SampleBackendSettings):
+        _writable(entry.path, f"{section}.path")
+        return
+    if entry.password_file:
+        _readable(entry.password_file, f"{section}.password_file")
+    elif not entry.password:
+        hint = f"the Tryton backend needs the password of {env_name(section + '.user')}: name a file holding it"
+        raise SettingsError(env_name(f"{section}.password_file"), f"{hint} (or set {env_name(section + '.password')})")
+    try:
+        entry.resolve_password()
+    except ValueError as exc:
+        raise SettingsError(env_name(f"{section}.password_file"), str(exc), f"{section}.password_file") from None
+    parts = urlsplit(entry.url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise SettingsError(env_name(f"{section}.url"), f"{entry.url!r} is not an http(s) URL", f"{section}.url")
 
 
 def _readable(path: str, dotted: str) -> None:

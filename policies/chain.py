@@ -2,11 +2,16 @@
 
     route
       -> caching          reads answered from the two-tier cache; only misses go on
-      -> retry            idempotent reads only, jittered backoff, on ERP failures
+      -> start-up guard   the adapter started once per worker before its first call
+      -> retry            idempotent reads only (``erp_backends.operations``), jittered backoff
       -> circuit breaker  fail fast while the ERP is down (reads and writes apart, shared)
       -> call budget      calls/second and in-flight cap; wait briefly, then shed with 503
       -> timeout          per operation class (read, write)
-      -> the adapter
+      -> observation      every call that reaches the adapter reported (metrics, spans)
+      -> the adapter      (as the composition root gave it: tests may wrap it, e.g. faults)
+
+Each backend gets a chain of its own, named after it: breakers ``<name>:reads`` and
+``<name>:writes``, its own call budget, its observation label, its cache.
 
 Before its first call a worker starts the adapter once (login, reference data: ``start``),
 through the breaker and under its own ``start_seconds`` timeout, never a request's: a
@@ -15,7 +20,8 @@ healthy ERP that takes a second to log in must not fail (or open the breaker for
 Why this order: a cache hit costs no ERP budget and is served even while the breaker is
 open (stale-if-error sits in the cache, outside the breaker); a retry is a new call, so it
 passes the breaker and the budget again; an open breaker never consumes budget; the budget
-is taken before the clock of the timeout starts, so waiting for budget is not an ERP timeout.
+is taken before the clock of the timeout starts, so waiting for budget is not an ERP timeout;
+observation is innermost, so only calls that reach the ERP are measured, each attempt apart.
 """
 
 from __future__ import annotations
@@ -26,13 +32,15 @@ from typing import Any, TypeVar
 
 import msgspec
 
+from erp_backends.invocation import Invocation
 from erp_backends.port import CallContext, ErpBackend
-from erp_backends.wrapping import WRITES, Operation, WrappingBackend
+from erp_backends.wrapping import WrappingBackend
 from policies.caching import CacheSettings, CachingBackend
+from policies.call_budget import CallBudget, CallBudgetExhausted, CallBudgetSettings
 from policies.circuit_breaking import BreakerSettings, CircuitOpen, SharedCircuitBreaker
-from policies.erp_protection import CallBudget, CallBudgetExhausted, ErpLimitSettings
-from policies.redis_link import RedisLink
+from policies.observed import ErpCallObserver, ObservedBackend
 from policies.retrying import RetrySettings, retrying
+from policies.shared_state import LenientState
 from policies.timeouts import TimeoutSettings, with_timeout
 
 __all__ = ["GuardedBackend", "PolicyChain", "PolicySettings", "wrap_backend"]
@@ -44,14 +52,14 @@ class PolicySettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
     retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
     breaker: BreakerSettings = msgspec.field(default_factory=BreakerSettings)
-    erp_limits: ErpLimitSettings = msgspec.field(default_factory=ErpLimitSettings)
+    erp_limits: CallBudgetSettings = msgspec.field(default_factory=CallBudgetSettings)
     timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
 
 
 class GuardedBackend(WrappingBackend):
     """Retry (reads only), breaker, budget and timeout around every call of ``inner``."""
 
-    def __init__(self, inner: ErpBackend, settings: PolicySettings, redis: RedisLink) -> None:
+    def __init__(self, inner: ErpBackend, settings: PolicySettings, redis: LenientState) -> None:
         super().__init__(inner)
         self.settings = settings
         self.budget = CallBudget(settings.erp_limits)
@@ -91,15 +99,15 @@ class GuardedBackend(WrappingBackend):
         else:
             await timed()
 
-    async def around(
-        self, operation: Operation, ctx: CallContext, call: Callable[[CallContext], Coroutine[Any, Any, T]]
-    ) -> T:
+    async def handle(self, invocation: Invocation[T]) -> T:
         if not self._started:
-            await self.start(ctx)
-        if operation in WRITES:
-            return await self._guard("writes", operation, lambda: call(ctx))
+            await self.start(invocation.ctx)
+        operation = invocation.operation
+        if not invocation.spec.retried:  # writes, and anything undeclared
+            kind = "writes" if invocation.spec.kind == "write" else "reads"
+            return await self._guard(kind, operation, lambda: invocation.send(self.inner))
         return await retrying(
-            lambda: self._guard("reads", operation, lambda: call(ctx)),
+            lambda: self._guard("reads", operation, lambda: invocation.send(self.inner)),
             self.settings.retry,
             give_up=(CircuitOpen, CallBudgetExhausted),
         )
@@ -123,15 +131,19 @@ class GuardedBackend(WrappingBackend):
 
 
 class PolicyChain(msgspec.Struct, frozen=True, kw_only=True):
-    """The wrapped backend routes call, and handles on the policies inside it."""
+    """One backend's wrapped form (what routes call), and handles on the policies inside it."""
 
+    name: str
     backend: ErpBackend
     guarded: GuardedBackend
     cache: CachingBackend | None
 
 
-def wrap_backend(adapter: ErpBackend, settings: PolicySettings, redis: RedisLink) -> PolicyChain:
+def wrap_backend(
+    adapter: ErpBackend, settings: PolicySettings, redis: LenientState, observer: ErpCallObserver | None = None
+) -> PolicyChain:
     """The adapter inside every policy, in the order stated above."""
-    guarded = GuardedBackend(adapter, settings, redis)
+    edge: ErpBackend = ObservedBackend(adapter, observer) if observer is not None else adapter
+    guarded = GuardedBackend(edge, settings, redis)
     cache = CachingBackend(guarded, redis, settings.cache) if settings.cache.enabled else None
-    return PolicyChain(backend=cache or guarded, guarded=guarded, cache=cache)
+    return PolicyChain(name=adapter.name, backend=cache or guarded, guarded=guarded, cache=cache)

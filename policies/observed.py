@@ -10,12 +10,12 @@ open breakers and shed calls never are. The observer may hand the call a new ``C
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from erp_backends.errors import ErpTimeout, ErpUnavailable, NotFound, Rejected
+from erp_backends.invocation import Invocation
 from erp_backends.port import CallContext, ErpBackend
-from erp_backends.wrapping import Operation, WrappingBackend
+from erp_backends.wrapping import WrappingBackend
 
 __all__ = ["ErpCallObserver", "ErpCallProbe", "ObservedBackend", "outcome_of"]
 
@@ -59,12 +59,10 @@ class ObservedBackend(WrappingBackend):
         super().__init__(inner)
         self._observer = observer
 
-    async def around(
-        self, operation: Operation, ctx: CallContext, call: Callable[[CallContext], Coroutine[Any, Any, T]]
-    ) -> T:
-        probe = self._observer.start(self.name, operation)
+    async def handle(self, invocation: Invocation[T]) -> T:
+        probe = self._observer.start(self.name, invocation.operation)
         try:
-            result = await call(probe.context(ctx))
+            result = await invocation.with_context(probe.context(invocation.ctx)).send(self.inner)
         except BaseException as exc:
             probe.finish(outcome_of(exc), exc)
             raise

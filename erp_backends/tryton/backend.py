@@ -69,10 +69,9 @@ class TrytonBackend(ErpBackend):
 
     ``close_client``: close the client in ``aclose`` (the composition root hands over one it
     built for this backend alone). ``session``: a login to share with other backends of the
-    process (default: this backend logs in by itself, once).
+    process (default: this backend logs in by itself, once). ``name``: given by the composition
+    root (labels, breakers, cache keys); ``tryton`` unless several Tryton backends are configured.
     """
-
-    name = "tryton"
 
     def __init__(
         self,
@@ -81,7 +80,9 @@ class TrytonBackend(ErpBackend):
         *,
         close_client: bool = False,
         session: TrytonSession | None = None,
+        name: str = "tryton",
     ) -> None:
+        self.name = name
         self._settings = settings
         self._client = client
         self._close_client = close_client

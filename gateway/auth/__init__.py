@@ -1,28 +1,16 @@
 """Who may call what: bearer-token authentication, scope guard, dev-mode keys, outbound OAuth2.
 
-``Authentication`` bundles what the app factory registers: the middleware that verifies tokens
-and the lifespan that loads signing keys (the dev key, or the identity provider's JWKS).
-``require_scopes`` checks them (called by the middleware); routes declare their scope with ``requires``.
+``authentication`` (the verifier, its middleware and key lifespan the app factory registers),
+``tokens``, ``jwks``, ``middleware``, ``guards`` (``require_scopes``), ``scopes`` (routes declare
+theirs with ``requires``), ``minimization``, ``challenges``, ``devkeys``, ``openapi``,
+``outbound`` and ``settings``; the names the app uses are re-exported here.
 """
 
-from __future__ import annotations
-
-import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from pathlib import Path
-from typing import Any
-
-import httpx
-
-from gateway.auth.devkeys import dev_jwks, load_or_create_dev_key
+from gateway.auth.authentication import Authentication
 from gateway.auth.guards import require_scopes
-from gateway.auth.jwks import KeySource, RemoteJwks, StaticKeys
-from gateway.auth.middleware import BearerAuthMiddleware
 from gateway.auth.openapi import security_components
 from gateway.auth.scopes import PII_SCOPE, SCOPES, WRITE_SCOPES, requires
 from gateway.auth.settings import AuthSettings
-from gateway.auth.tokens import TokenVerifier
 
 __all__ = [
     "PII_SCOPE",
@@ -34,50 +22,3 @@ __all__ = [
     "requires",
     "security_components",
 ]
-
-log = logging.getLogger("erp_gateway.auth")
-
-_DEV_MODE_BANNER = (
-    "AUTH DEV MODE IS ON: the gateway trusts tokens signed with the local key %s, which anyone who can read "
-    "that file can mint with any scope. Never run this in production: set ERPGW_AUTH__JWKS_URL and "
-    "ERPGW_AUTH__ISSUER and leave ERPGW_AUTH__DEV_MODE off."
-)
-
-
-class Authentication:
-    """The token verifier, its middleware, and the lifespan that gives it signing keys."""
-
-    def __init__(self, settings: AuthSettings, keys: KeySource | None = None) -> None:
-        self.settings = settings
-        self.verifier = TokenVerifier(settings)
-        self.middleware = BearerAuthMiddleware(self.verifier, settings.max_token_bytes)
-        self._keys = keys
-
-    @asynccontextmanager
-    async def lifespan(self, app: Any) -> AsyncIterator[None]:
-        source = self._keys or self._key_source()
-        await source.start()
-        self.verifier.keys = source
-        try:
-            yield
-        finally:
-            self.verifier.keys = None
-            self.verifier.forget_all()
-            await source.aclose()
-
-    def _key_source(self) -> KeySource:
-        settings = self.settings
-        if settings.dev_mode:
-            path = Path(settings.dev_key_path)
-            key = load_or_create_dev_key(path)
-            log.warning(_DEV_MODE_BANNER, path)
-            return StaticKeys(dev_jwks(key))
-        settings.check_startup()  # the same checks `erp-gateway serve` ran before forking
-        client = httpx.AsyncClient(timeout=settings.jwks_timeout_seconds, follow_redirects=False)
-        return RemoteJwks(
-            settings.jwks_url,
-            client,
-            refresh_seconds=settings.jwks_refresh_seconds,
-            min_refetch_seconds=settings.jwks_min_refetch_seconds,
-            on_change=self.verifier.forget_all,
-        )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from erp_backends.operations import OPERATIONS
+
 __all__ = ["PII_SCOPE", "SCOPES", "SECURITY_SCHEME", "WRITE_SCOPES", "requires"]
 
 #: Name of the OAuth2 security scheme in the OpenAPI components.
@@ -25,8 +27,9 @@ SCOPES: dict[str, str] = {
     "admin": "Administrative operations such as cache invalidation",
 }
 
-#: Scopes that let a caller change state: operations requiring one are audited.
-WRITE_SCOPES = frozenset({"returns:write", "admin"})
+#: Scopes that let a caller change state: operations requiring one are audited. The port's
+#: audited operations say theirs (``erp_backends.operations``); ``admin`` is the gateway's own.
+WRITE_SCOPES = frozenset({spec.scope for spec in OPERATIONS.values() if spec.audited} | {"admin"})
 
 #: Grants the customer's contact data in order lookups; without it they are null.
 PII_SCOPE = "orders:read:pii"

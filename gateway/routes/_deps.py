@@ -43,4 +43,4 @@ def call_context(request: AnyRequest) -> CallContext:
 
 def erp_call(request: AnyRequest) -> tuple[ErpBackend, CallContext]:
     """The ERP backend (wrapped in its policies) and the context to pass with each call."""
-    return runtime_of(request).backend, call_context(request)
+    return runtime_of(request).erp.default.backend, call_context(request)

@@ -141,7 +141,7 @@ def test_a_cached_key_the_route_would_refuse_is_left_to_the_router(
     with gateway(app_client, tmp_path, "refused") as (client, router):
         assert router is not None
         client.get(PATH)
-        cache = client.app.state.runtime.cache
+        cache = client.app.state.runtime.erp.default.cache
         ctx = CallContext(correlation_id="test")
 
         async def plant() -> None:  # as if the ERP had answered for that key

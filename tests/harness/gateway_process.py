@@ -17,7 +17,21 @@ from types import TracebackType
 
 import httpx
 
-__all__ = ["GatewayProcess", "free_port"]
+from tests.harness.faults import CONTROL_FILE_ENV
+
+__all__ = ["GatewayProcess", "free_port", "serve_command"]
+
+_ROOT = Path(__file__).parents[2]
+
+
+def serve_command(env: dict[str, str]) -> list[str]:
+    """``erp-gateway serve``; with a fault control file in ``env``, the same through
+    ``tests.harness.serve``, which installs fault injection in every worker (and puts this
+    checkout on ``PYTHONPATH`` in ``env``, since the process runs in a scratch directory)."""
+    if env.get(CONTROL_FILE_ENV):
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
+        return [sys.executable, "-m", "tests.harness.serve", "serve"]
+    return [str(Path(sys.executable).with_name("erp-gateway")), "serve"]
 
 
 def free_port() -> int:
@@ -38,10 +52,17 @@ class GatewayProcess:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:
-        exe = Path(sys.executable).with_name("erp-gateway")
         with self.log_path.open("wb") as log:
             self._proc = subprocess.Popen(
-                [str(exe), "serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)],
+                [
+                    *serve_command(self._env),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--workers",
+                    str(self.workers),
+                ],
                 cwd=self._workdir,
                 env=self._env,
                 stdout=log,

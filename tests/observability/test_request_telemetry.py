@@ -92,7 +92,7 @@ def test_a_request_reaching_the_erp_is_one_trace(traced: TestClient[Any], spans:
 
 def test_the_erp_is_handed_the_current_span(traced: TestClient[Any], spans: InMemorySpanExporter) -> None:
     seen: list[str | None] = []
-    backend = traced.app.state.runtime.guarded.inner  # the observed adapter
+    backend = traced.app.state.runtime.erp.default.guarded.inner  # the observed adapter
     adapter = backend.inner
     original = adapter.get_availability
 
@@ -146,7 +146,7 @@ def test_erp_failures_are_counted_by_outcome(settings: Settings, app_client: Any
     from erp_backends.errors import ErpUnavailable
 
     with app_client(settings) as client:
-        adapter = client.app.state.runtime.guarded.inner.inner
+        adapter = client.app.state.runtime.erp.default.guarded.inner.inner
 
         async def down(*args: Any) -> Any:
             raise ErpUnavailable("the ERP is down")

@@ -2,54 +2,52 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Literal, TypeVar
 
 import pytest
 
-from contracts.v1 import AvailabilityBatch, Order, PriceCheck, PriceCheckRequest
-from erp_backends.errors import ErpUnavailable
+from erp_backends.invocation import Invocation
 from erp_backends.port import CallContext
 from erp_backends.sample import SampleBackend, SampleSettings
 from gateway.shared_state import RedisSettings, open_shared_state
 from policies.shared_state import LenientState
+from tests.harness.faults import Fault, FaultInjectingBackend
 
 T = TypeVar("T")
 CTX = CallContext(correlation_id="policy-test")
 
 
-class ControlledErp(SampleBackend):
-    """Counts calls per operation; ``down`` makes calls fail, ``delay`` makes them slow."""
+class ControlledErp(FaultInjectingBackend):
+    """The sample ERP behind the harness's fault injector: counts calls of availability, prices
+    and orders (``calls["availability"]``); ``down`` makes them fail once they reached it,
+    ``delay`` makes them slow. Other operations pass untouched."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(SampleSettings(path=str(path)))
+        super().__init__(SampleBackend(SampleSettings(path=str(path))), self._fault, self._count)
         self.calls: Counter[str] = Counter()
         self.down = False
         self.delay = 0.0
 
-    async def _counted(self, op: str, fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        self.calls[op] += 1
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.down:
-            raise ErpUnavailable("test ERP is down")
-        return await fn()
+    def _fault(self) -> Fault:
+        mode: Literal["ok", "slow", "failing"] = "failing" if self.down else "slow" if self.delay else "ok"
+        return Fault(mode=mode, delay_ms=self.delay * 1000)
 
-    async def get_availability(
-        self, skus: Sequence[str], warehouses: Sequence[str] | None, ctx: CallContext
-    ) -> AvailabilityBatch:
-        return await self._counted(
-            "availability", lambda: super(ControlledErp, self).get_availability(skus, warehouses, ctx)
-        )
+    def _count(self, operation: str) -> None:
+        self.calls[_COUNTED[operation]] += 1
 
-    async def check_prices(self, request: PriceCheckRequest, ctx: CallContext) -> PriceCheck:
-        return await self._counted("prices", lambda: super(ControlledErp, self).check_prices(request, ctx))
+    async def handle(self, invocation: Invocation[T]) -> T:
+        if invocation.operation not in _COUNTED:
+            return await invocation.send(self.inner)
+        return await super().handle(invocation)
 
-    async def get_order(self, order_number: str, ctx: CallContext) -> Order:
-        return await self._counted("order", lambda: super(ControlledErp, self).get_order(order_number, ctx))
+    async def check_ready(self) -> None:
+        await self.inner.check_ready()
+
+
+_COUNTED = {"get_availability": "availability", "check_prices": "prices", "get_order": "order"}
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from contracts.v1 import OrderValidation, OrderValidationRequest, ValidationLine
 from erp_backends.errors import ErpTimeout, ErpUnavailable, NotFound
 from erp_backends.port import CallContext
 from gateway.shared_state import RedisSettings, open_shared_state
+from policies.call_budget import CallBudgetExhausted, CallBudgetSettings
 from policies.chain import GuardedBackend, PolicySettings
 from policies.circuit_breaking import BreakerSettings, CircuitOpen
-from policies.erp_protection import CallBudgetExhausted, ErpLimitSettings
 from policies.retrying import RetrySettings
 from policies.shared_state import LenientState
 from policies.timeouts import TimeoutSettings
@@ -119,7 +119,9 @@ async def test_reads_are_retried_writes_are_not(erp: ControlledErp) -> None:
 
 
 async def test_a_burst_waits_for_budget_then_is_shed(erp: ControlledErp) -> None:
-    guarded = _guarded(erp, erp_limits=ErpLimitSettings(calls_per_second=1000, max_concurrent=2, max_wait_seconds=0.05))
+    guarded = _guarded(
+        erp, erp_limits=CallBudgetSettings(calls_per_second=1000, max_concurrent=2, max_wait_seconds=0.05)
+    )
     erp.delay = 0.2
     results = await asyncio.gather(
         *(guarded.get_availability([f"SKU-{i}"], None, CTX) for i in range(6)), return_exceptions=True

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from gateway.settings import Settings, SettingsError, check_startup, load_settings
+from gateway.settings import (
+    SampleBackendSettings,
+    Settings,
+    SettingsError,
+    TrytonBackendSettings,
+    check_startup,
+    load_settings,
+)
 
 
 def test_defaults_need_nothing() -> None:
@@ -72,3 +79,71 @@ def test_startup_checks_name_what_to_set(tmp_path: Path) -> None:
     with pytest.raises(SettingsError) as caught:
         check_startup(load_settings({**dev, "ERPGW_SAMPLE__PATH": str(tmp_path)}))
     assert caught.value.env == "ERPGW_SAMPLE__PATH"
+
+
+def test_without_backends_the_one_backend_is_named_after_its_kind() -> None:
+    settings = load_settings({"ERPGW_BACKEND": "tryton", "ERPGW_TRYTON__URL": "http://erp:8000"})
+    entries = settings.backend_entries()
+    assert list(entries) == ["tryton"]
+    assert settings.default_backend_name() == "tryton"
+    assert isinstance(entries["tryton"], TrytonBackendSettings)
+    assert entries["tryton"].url == "http://erp:8000"
+    assert list(load_settings({}).backend_entries()) == ["sample"]
+
+
+def test_named_backends_from_toml_and_environment(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        'default_backend = "next"\n[backends.legacy]\nkind = "sample"\npath = "/data/legacy.sqlite"\n'
+        '[backends.next]\nkind = "tryton"\ndatabase = "retail"\n'
+    )
+    settings = load_settings(
+        {
+            "ERPGW_CONFIG": str(config),
+            "ERPGW_BACKENDS__NEXT__URL": "http://next:8000",
+            "ERPGW_BACKENDS__PG__KIND": "tryton",
+        }
+    )
+    legacy, nxt, pg = (settings.backends[n] for n in ("legacy", "next", "pg"))
+    assert isinstance(legacy, SampleBackendSettings)
+    assert legacy.path == "/data/legacy.sqlite"
+    assert isinstance(nxt, TrytonBackendSettings)
+    assert (nxt.url, nxt.database) == ("http://next:8000", "retail")
+    assert isinstance(pg, TrytonBackendSettings)
+    assert settings.default_backend_name() == "next"
+
+
+@pytest.mark.parametrize(
+    ("environ", "env", "says"),
+    [
+        ({"ERPGW_BACKENDS__NEXT__KIND": "oracle"}, "ERPGW_BACKENDS__NEXT__KIND", "not one of: sample, tryton"),
+        ({"ERPGW_BACKENDS__NEXT__URL": "http://x"}, "ERPGW_BACKENDS__NEXT__KIND", "set the backend's kind"),
+        (
+            {"ERPGW_BACKENDS__NEXT__KIND": "tryton", "ERPGW_BACKENDS__NEXT__MAX_CONNECTIONS": "many"},
+            "ERPGW_BACKENDS__NEXT__MAX_CONNECTIONS",
+            "not a whole number",
+        ),
+        (
+            {"ERPGW_BACKENDS__NEXT__KIND": "sample", "ERPGW_BACKENDS__NEXT__URL": "x"},
+            "ERPGW_BACKENDS__NEXT__URL",
+            "no such",
+        ),
+        (
+            {"ERPGW_BACKENDS__A__KIND": "sample", "ERPGW_BACKENDS__B__KIND": "sample"},
+            "ERPGW_DEFAULT_BACKEND",
+            "name the one serving",
+        ),
+        ({"ERPGW_DEFAULT_BACKEND": "other"}, "ERPGW_DEFAULT_BACKEND", "not a configured backend"),
+    ],
+)
+def test_a_bad_backend_setting_names_its_variable(environ: dict[str, str], env: str, says: str) -> None:
+    with pytest.raises(SettingsError, match=says) as caught:
+        load_settings(environ)
+    assert caught.value.env == env
+
+
+def test_startup_checks_name_a_named_backends_variable(tmp_path: Path) -> None:
+    settings = load_settings({"ERPGW_BACKENDS__NEXT__KIND": "tryton"})
+    with pytest.raises(SettingsError, match="ERPGW_BACKENDS__NEXT__PASSWORD") as caught:
+        check_startup(settings, serving=False)
+    assert caught.value.env == "ERPGW_BACKENDS__NEXT__PASSWORD_FILE"

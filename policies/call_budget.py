@@ -1,10 +1,14 @@
-"""ERP protection: a cap on ERP calls per second and on ERP calls in flight, per process.
+"""The ERP call budget: a cap on ERP calls per second and on ERP calls in flight, per process.
 
 A burst of misses waits up to ``max_wait_seconds`` for budget (aiolimiter for the rate, a
 semaphore for concurrency); what cannot get budget in time is shed with ``CallBudgetExhausted``
 (503 with ``Retry-After``), so a spike reaches the ERP as a bounded, smooth flow. The caps
 are per gateway process: the ERP sees at most ``workers x instances`` times these numbers,
 so size them by dividing the ERP's capacity (stated in the README).
+
+Published names keep their first spelling: the settings key is ``erp_limits`` (environment
+``ERPGW_ERP_LIMITS__*``) and a shed call is the problem type ``erp-busy``; both are part of the
+documented interface and are never renamed.
 """
 
 from __future__ import annotations
@@ -18,12 +22,12 @@ from aiolimiter import AsyncLimiter
 
 from erp_backends.errors import ErpUnavailable
 
-__all__ = ["CallBudget", "CallBudgetExhausted", "ErpLimitSettings"]
+__all__ = ["CallBudget", "CallBudgetExhausted", "CallBudgetSettings"]
 
 T = TypeVar("T")
 
 
-class ErpLimitSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
+class CallBudgetSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
     #: ERP calls per second per process.
     calls_per_second: float = 50.0
     #: ERP calls in flight at once per process.
@@ -37,7 +41,7 @@ class CallBudgetExhausted(ErpUnavailable):
 
 
 class CallBudget:
-    def __init__(self, settings: ErpLimitSettings) -> None:
+    def __init__(self, settings: CallBudgetSettings) -> None:
         self.settings = settings
         self._rate = AsyncLimiter(max_rate=settings.calls_per_second, time_period=1.0)
         self._slots = asyncio.Semaphore(settings.max_concurrent)

@@ -1,0 +1,55 @@
+"""Every port operation is declared once (``erp_backends.operations``), and the rest follows it."""
+
+from __future__ import annotations
+
+import pytest
+
+from erp_backends.operations import OPERATIONS, UNDECLARED, check_declared, spec_of
+from erp_backends.port import ErpBackend
+from gateway.app import create_app
+from gateway.auth.scopes import SCOPES, WRITE_SCOPES
+from gateway.settings import Settings
+
+
+def test_every_abstract_port_method_has_a_declaration() -> None:
+    lifecycle = {"start", "check_ready", "aclose"}
+    assert sorted(ErpBackend.__abstractmethods__ - lifecycle) == sorted(OPERATIONS)
+    check_declared(ErpBackend)
+
+
+def test_an_undeclared_operation_fails_the_start_up() -> None:
+    class Bigger(ErpBackend):
+        async def cancel_order(self) -> None: ...
+
+    Bigger.__abstractmethods__ = frozenset({*ErpBackend.__abstractmethods__, "cancel_order"})
+    with pytest.raises(LookupError, match="cancel_order"):
+        check_declared(Bigger)
+
+
+def test_undeclared_means_a_write_never_retried() -> None:
+    assert spec_of("no_such_operation") is UNDECLARED
+    assert UNDECLARED.kind == "write"
+    assert not UNDECLARED.retried
+    assert UNDECLARED.audited
+
+
+def test_only_create_return_writes_and_only_reads_are_retried() -> None:
+    assert [name for name, spec in OPERATIONS.items() if spec.kind == "write"] == ["create_return"]
+    assert not OPERATIONS["create_return"].retried
+    assert all(spec.retried for spec in OPERATIONS.values() if spec.kind == "read")
+    assert OPERATIONS["create_return"].invalidates == {"orders"}
+    assert not OPERATIONS["validate_order"].cached
+
+
+def test_each_route_requires_the_scope_its_operation_declares() -> None:
+    app = create_app(Settings())
+    declared = {spec.scope for spec in OPERATIONS.values()}
+    assert declared <= set(SCOPES)
+    assert {spec.scope for spec in OPERATIONS.values() if spec.audited} | {"admin"} == WRITE_SCOPES
+    routed = {
+        scope
+        for route in app.routes
+        for handler in getattr(route, "route_handlers", ())
+        for scope in handler.opt.get("scopes", ())
+    }
+    assert declared <= routed
