@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar, cast
 
-import msgspec
-
 from erp_backends.operations import Operation, OperationSpec, spec_of
 from erp_backends.port import CallContext, ErpBackend
 
@@ -37,10 +35,6 @@ class Invocation(Generic[T]):
     def with_context(self, ctx: CallContext) -> Invocation[T]:
         """The same call with another context (e.g. a ``traceparent`` naming the call's span)."""
         return Invocation(self.operation, self.args, ctx)
-
-    def with_changes(self, **changes: Any) -> Invocation[T]:
-        """The same call with context fields replaced (``msgspec.structs.replace`` of ``ctx``)."""
-        return self.with_context(msgspec.structs.replace(self.ctx, **changes))
 
     async def send(self, backend: ErpBackend) -> T:
         method = getattr(backend, self.operation)

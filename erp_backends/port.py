@@ -81,7 +81,8 @@ class ReturnOutcome(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ErpBackend(abc.ABC):
-    """What the gateway needs from an ERP. ``name`` labels logs, metrics and readiness."""
+    """What the gateway needs from an ERP. ``name``, set on each instance by the composition root
+    (default: the adapter's kind), labels logs, metrics, readiness, breakers and cache keys."""
 
     name: str
 

@@ -246,7 +246,7 @@ def test_redis_stopped_mid_traffic_then_back(
         keys = {k.decode() for k in shared.keys("erpgw:v1:*")}
     finally:
         shared.close()
-    assert any(k.startswith("erpgw:v1:avail:") for k in keys)  # the shared cache fills again
+    assert any(k.startswith("erpgw:v1:cache:sample:avail:") for k in keys)  # the shared cache fills again
     assert any(k.startswith("erpgw:v1:quota:") for k in keys)  # and the shared quota counts again
     ready = _get(gateway, token, "/readyz").json()
     assert ready["status"] == "ok", ready
