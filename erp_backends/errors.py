@@ -7,6 +7,8 @@
     ├── NotFound            the thing asked for does not exist            -> 404
     └── Rejected            a business rule of the ERP or contract said no -> 422
         └── Conflict        the request clashes with the current state    -> 409
+            └── InProgress  another attempt with the same idempotency key
+                            is under way: try again after ``retry_after``  -> 409
 
 Adapters raise these at one edge (``raise ... from exc``); the gateway maps them to RFC 9457
 problems at its own edge. ``code`` is a stable slug that becomes the problem ``type``; the
@@ -15,7 +17,7 @@ gateway checks at start-up that every class-level ``code`` is in its catalog.
 
 from __future__ import annotations
 
-__all__ = ["Conflict", "ErpError", "ErpTimeout", "ErpUnavailable", "NotFound", "Rejected"]
+__all__ = ["Conflict", "ErpError", "ErpTimeout", "ErpUnavailable", "InProgress", "NotFound", "Rejected"]
 
 
 class ErpError(Exception):
@@ -70,3 +72,11 @@ class Rejected(ErpError):
 
 class Conflict(Rejected):
     """The request is well-formed but clashes with the resource's state (for example, nothing delivered yet)."""
+
+
+class InProgress(Conflict):
+    """Another attempt with the same idempotency key is still under way; nothing was done."""
+
+    def __init__(self, detail: str, *, retry_after: float) -> None:
+        super().__init__("idempotency-request-in-progress", detail, field="Idempotency-Key")
+        self.retry_after = retry_after

@@ -46,7 +46,7 @@ import msgspec
 
 from contracts.v1 import Order, RefundEstimate, ReturnAuthorization, ReturnLine, ReturnRequest
 from contracts.v1.returns import ReturnReason, ReturnStatus
-from erp_backends.errors import NotFound, Rejected
+from erp_backends.errors import InProgress, NotFound, Rejected
 from erp_backends.port import CallContext, IdempotencyToken, ReturnOutcome
 from erp_backends.rules import PlannedReturnLine, plan_return, round_money
 from erp_backends.tryton.orders import SaleRecord, returned_per_line
@@ -128,14 +128,20 @@ class ComplaintReturns:
         """Replay the complaint the key made; if the attempt that made it stopped before
         submitting it (crash, timeout, ERP outage), finish its workflow first: no orphan draft.
 
-        A draft younger than ``adopt_after_seconds`` may still be on its way (an attempt racing
-        this one, possible only when the gateway's record is down across instances): it is
-        replayed as it is and left to the attempt that created it."""
+        An unfinished complaint younger than ``adopt_after_seconds`` may still be on its way (the
+        attempt that made it racing this one, or cut off by a gateway timeout while Tryton goes
+        on): ``InProgress``, try again later. It is never answered as if it were authorized: that
+        answer would be kept and replayed while the complaint stayed unapproved."""
         outcome = await self.replay(complaint, token, ctx)  # refuses another body before touching it
-        created: datetime = complaint["create_date"]
-        abandoned = (datetime.now(UTC) - created).total_seconds() >= self._adopt_after
-        if not (self._approve and complaint["state"] in _UNFINISHED and abandoned):
+        if not (self._approve and complaint["state"] in _UNFINISHED):
             return outcome
+        created: datetime = complaint["create_date"]
+        age = (datetime.now(UTC) - created).total_seconds()
+        if age < self._adopt_after:
+            raise InProgress(
+                f"return {complaint['number']} is still being authorized; retry shortly",
+                retry_after=min(self._adopt_after - age, 5.0),
+            )
         await self._submit(complaint["id"], ctx)
         (row,) = await self._rpc.call("model.sale.complaint.read", [complaint["id"]], _FIELDS, ctx=ctx)
         return ReturnOutcome(authorization=await self._authorization(row, ctx), replayed=True)
@@ -155,7 +161,7 @@ class ComplaintReturns:
             # With the erpgw_idempotency module the key is unique: another attempt made it first.
             same_key = await self.find_by_key(token.key, ctx)
             if same_key:
-                return await self.replay(same_key[0], token, ctx)
+                return await self.adopt(same_key[0], token, ctx)
             raise
         same_key, older_returns = await asyncio.gather(
             self.find_by_key(token.key, ctx),
@@ -164,7 +170,7 @@ class ComplaintReturns:
         winner = same_key[0] if same_key else None
         if winner is not None and winner["id"] != complaint_id:  # without the module: the oldest wins
             await self._delete(complaint_id, ctx)
-            return await self.replay(winner, token, ctx)
+            return await self.adopt(winner, token, ctx)
         try:
             plan_return(request, _with_returned(sale, older_returns))
         except Rejected:

@@ -15,7 +15,8 @@ import msgspec
 import pytest
 
 from contracts.v1 import ReturnRequest, ReturnRequestLine
-from erp_backends.port import CallContext, IdempotencyToken
+from erp_backends.errors import InProgress
+from erp_backends.port import CallContext, IdempotencyToken, ReturnOutcome
 from erp_backends.tryton import TrytonBackend
 from erp_backends.tryton.rpc import TrytonSession
 from tests.harness.tryton import TrytonServer
@@ -62,11 +63,19 @@ async def test_same_key_attempts_racing_into_the_erp_make_one_complaint(
 ) -> None:
     token = IdempotencyToken.for_request("race-into-tryton-0001", REQUEST)
     backends = [adapter() for _ in range(4)]  # four workers, each its own connection pool user
-    outcomes = await asyncio.gather(*(backends[i % 4].create_return(REQUEST, token, CTX) for i in range(12)))
+    answers = await asyncio.gather(
+        *(backends[i % 4].create_return(REQUEST, token, CTX) for i in range(12)), return_exceptions=True
+    )
+    outcomes = [a for a in answers if isinstance(a, ReturnOutcome)]
+    # the losers were told to retry (never a 422, never an unfinished complaint as their answer)
+    assert all(isinstance(a, InProgress) for a in answers if not isinstance(a, ReturnOutcome)), answers
     numbers = {o.authorization.rma_number for o in outcomes}
     assert len(numbers) == 1
     assert [c["number"] for c in _complaints(server, token.key)] == list(numbers)
     assert sum(not o.replayed for o in outcomes) == 1
+    retried = await adapter().create_return(REQUEST, token, CTX)  # once the winner is done: its answer
+    assert retried.replayed
+    assert {retried.authorization.rma_number} == numbers
 
 
 async def test_a_draft_left_by_a_cut_short_attempt_is_finished_by_the_retry(
@@ -75,10 +84,11 @@ async def test_a_draft_left_by_a_cut_short_attempt_is_finished_by_the_retry(
     token = IdempotencyToken.for_request("adopt-the-draft-0001", REQUEST)
     first = await adapter(approve_returns=False).create_return(REQUEST, token, CTX)  # stops before submitting
     assert [c["state"] for c in _complaints(server, token.key)] == ["draft"]
-    young = await adapter().create_return(REQUEST, token, CTX)  # may still be on its way: left alone
+    with pytest.raises(InProgress) as young:  # may still be on its way: left alone, retry later
+        await adapter().create_return(REQUEST, token, CTX)
+    assert 0 < young.value.retry_after <= 5
     assert [c["state"] for c in _complaints(server, token.key)] == ["draft"]
     outcome = await adapter(adopt_drafts_after_seconds=0).create_return(REQUEST, token, CTX)
     assert outcome.replayed
-    assert young.replayed
     assert outcome.authorization.rma_number == first.authorization.rma_number
     assert [c["state"] for c in _complaints(server, token.key)] in (["approved"], ["done"])  # one, no orphan draft
