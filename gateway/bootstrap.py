@@ -26,7 +26,7 @@ from gateway.observability.telemetry import Telemetry
 from gateway.settings import BackendSettings, SampleBackendSettings, Settings, TrytonBackendSettings
 from gateway.shared_state import client_of, open_shared_state
 from gateway.writes.idempotency import IdempotencyStore, IdempotentWrites
-from gateway.writes.idempotency_stores import FallbackIdempotencyStore, RedisIdempotencyStore, SqliteIdempotencyStore
+from gateway.writes.idempotency_stores import LayeredIdempotencyStore, RedisIdempotencyStore, SqliteIdempotencyStore
 from gateway.writes.returns import ReturnWrites
 from policies.chain import PolicyChain, PolicySettings, wrap_backend
 from policies.circuit_breaking import SharedCircuitBreaker
@@ -161,7 +161,7 @@ def build_erp(
 def build_idempotency_store(settings: Settings, redis: LenientState) -> IdempotencyStore:
     """Redis across instances (the host's file while Redis is down), else the host's file."""
     local = SqliteIdempotencyStore(settings.idempotency.path)
-    return FallbackIdempotencyStore(RedisIdempotencyStore(redis.strict), local) if redis.strict else local
+    return LayeredIdempotencyStore(RedisIdempotencyStore(redis.strict), local) if redis.strict else local
 
 
 class Check(msgspec.Struct, kw_only=True, frozen=True):

@@ -66,6 +66,8 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "erp-circuit-open": (503, "The ERP is failing; calls to it are paused"),
     "erp-busy": (503, "Too many ERP calls at once; the request was shed"),
     "quota-unavailable": (503, "Quotas cannot be checked right now"),
+    "idempotency-unavailable": (503, "The write cannot be recorded right now"),
+    "invalidation-not-shared": (503, "The invalidation could not reach every worker"),
     "service-unavailable": (503, "The service is unavailable right now"),
     "erp-timeout": (504, "The ERP did not answer in time"),
 }

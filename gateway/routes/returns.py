@@ -76,6 +76,7 @@ class ReturnsController(Controller):
             "return-quantity-exceeded",
             "idempotency-key-reused",
             "idempotency-request-in-progress",
+            "idempotency-unavailable",
             "invalid-return-line",
             "line-not-on-order",
             "ambiguous-return-line",

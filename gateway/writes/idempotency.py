@@ -24,13 +24,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import msgspec
 
-from erp_backends.errors import Conflict, Rejected
+from erp_backends.errors import ErpUnavailable, InProgress, Rejected
 
 __all__ = [
     "Claim",
@@ -40,9 +41,23 @@ __all__ = [
     "RequestInProgress",
     "StoreUnavailable",
     "StoredAnswer",
+    "record_key",
 ]
 
 log = logging.getLogger("erp_gateway.idempotency")
+
+_SF_ESCAPE = re.compile(r'\\(["\\\\])')
+#: Longest ``Retry-After`` a request in progress is answered with.
+_MAX_RETRY_AFTER = 5.0
+
+
+def record_key(client_id: str | None, key: str) -> str:
+    """The key as the gateway and the ERP store it: the caller's own, scoped to its client (as
+    Stripe scopes keys per account: two clients never see each other's writes), and read as the
+    IETF draft's structured-field string (``"abc"`` and ``abc`` are one key)."""
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = _SF_ESCAPE.sub(r"\1", key[1:-1])
+    return f"{client_id or 'anonymous'}/{key}"
 
 
 class IdempotencySettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -94,20 +109,20 @@ class IdempotencyStore(abc.ABC):
         """Release connections; called once at shutdown."""
 
 
-class StoreUnavailable(Exception):
-    """The store cannot be reached (the strict stores raise it; nothing was recorded)."""
+class StoreUnavailable(ErpUnavailable):
+    """The record cannot be written (the store is unreachable, its file unusable): the write is
+    refused with a 503 before the ERP is called, never performed unrecorded."""
+
+    code = "idempotency-unavailable"
 
 
-class RequestInProgress(Conflict):
+class RequestInProgress(InProgress):
     """Another request with the same key is being performed: try again after ``retry_after``."""
 
     def __init__(self, retry_after: float) -> None:
         super().__init__(
-            "idempotency-request-in-progress",
-            "a request with this Idempotency-Key is in progress; retry after it finished",
-            field="Idempotency-Key",
+            "a request with this Idempotency-Key is in progress; retry after it finished", retry_after=retry_after
         )
-        self.retry_after = retry_after
 
 
 def key_reused() -> Rejected:
@@ -147,8 +162,8 @@ class IdempotentWrites:
             raise key_reused()
         if claim.state == "completed" and claim.answer is not None:
             return claim.answer, True
-        if claim.state == "in_progress":
-            raise RequestInProgress(max(1.0, claim.retry_after))
+        if claim.state == "in_progress":  # the lease is the worst case; the write is usually done sooner
+            raise RequestInProgress(min(max(1.0, claim.retry_after), _MAX_RETRY_AFTER))
         try:
             answer = await perform()
         except BaseException:

@@ -1,11 +1,12 @@
-"""Adapters of ``IdempotencyStore``: SQLite (one host), Redis (every instance), and Redis
-falling back to SQLite while Redis is down. One test suite runs against each."""
+"""Adapters of ``IdempotencyStore``: SQLite (one host), Redis (every instance), and both
+layered (the host's file, then Redis while it answers). One test suite runs against each."""
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from gateway.writes.idempotency import Claim, IdempotencyStore, StoredAnswer, StoreUnavailable
 from policies.shared_state import SharedState, SharedStateUnavailable
 
-__all__ = ["FallbackIdempotencyStore", "RedisIdempotencyStore", "SqliteIdempotencyStore"]
+__all__ = ["LayeredIdempotencyStore", "RedisIdempotencyStore", "SqliteIdempotencyStore"]
 
 
 class SqliteIdempotencyStore(IdempotencyStore):
@@ -29,14 +30,11 @@ class SqliteIdempotencyStore(IdempotencyStore):
         if self._conn is None:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self._path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
-                " owner TEXT NOT NULL, state TEXT NOT NULL, expires_at REAL NOT NULL,"
-                " status INTEGER, body BLOB, location TEXT)"
-            )
-            conn.execute("CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at)")
+            try:
+                _initialize(conn)
+            except BaseException:
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 
@@ -54,7 +52,7 @@ class SqliteIdempotencyStore(IdempotencyStore):
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, run)
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, OSError) as exc:  # locked past the timeout, unwritable, a directory...
             raise StoreUnavailable(f"idempotency file {self._path}: {exc}") from exc
 
     async def claim(self, key: str, fingerprint: str, owner: str, lease_seconds: int) -> Claim:
@@ -75,6 +73,26 @@ class SqliteIdempotencyStore(IdempotencyStore):
 
         await asyncio.get_running_loop().run_in_executor(self._executor, close)
         self._executor.shutdown(wait=True)
+
+
+def _initialize(conn: sqlite3.Connection) -> None:
+    """WAL mode and the table. Switching to WAL is refused at once (no busy wait) while another
+    process holds the file, which every worker's first write meets at start: retried briefly."""
+    for attempt in range(100):
+        try:
+            conn.execute("PRAGMA busy_timeout=10000")
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
+                " owner TEXT NOT NULL, state TEXT NOT NULL, expires_at REAL NOT NULL,"
+                " status INTEGER, body BLOB, location TEXT)"
+            )
+            conn.execute("CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at)")
+            return
+        except sqlite3.OperationalError:
+            if attempt == 99:
+                raise
+            time.sleep(0.02)  # on the store's own thread, never the event loop
 
 
 def _sqlite_claim(conn: sqlite3.Connection, now: float, key: str, fingerprint: str, owner: str, lease: int) -> Claim:
@@ -182,39 +200,53 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class FallbackIdempotencyStore(IdempotencyStore):
-    """``primary`` (Redis) while it answers, ``fallback`` (the host's SQLite file) while not.
+class LayeredIdempotencyStore(IdempotencyStore):
+    """The host's file first, then Redis: a claim needs both (Redis only while it answers).
 
-    During a Redis outage attempts are serialized per host, not across instances: two
-    instances may then both reach the ERP with one key, and the ERP-side check (the key on
-    the ERP document, looked up in the same transaction or made unique) decides. A claim
-    is settled in the store that granted it.
+    The host's file serializes the host's workers, always; Redis serializes instances. While
+    Redis is down, attempts are serialized per host only: two instances may then both reach
+    the ERP with one key, and the ERP-side check (the key on the ERP document, looked up in
+    the same transaction or made unique) decides. Because the file is always asked first, an
+    attempt begun during an outage still holds its key on its host after Redis is back.
+    A claim is settled in every store that granted it.
     """
 
-    def __init__(self, primary: IdempotencyStore, fallback: IdempotencyStore) -> None:
-        self._primary = primary
-        self._fallback = fallback
-        self._granted_by: dict[str, IdempotencyStore] = {}
+    def __init__(self, shared: IdempotencyStore, local: IdempotencyStore) -> None:
+        self._shared = shared
+        self._local = local
+        self._granted_by: dict[str, tuple[IdempotencyStore, ...]] = {}
 
     async def claim(self, key: str, fingerprint: str, owner: str, lease_seconds: int) -> Claim:
+        here = await self._local.claim(key, fingerprint, owner, lease_seconds)
+        if here.state != "claimed":
+            return here
         try:
-            claim = await self._primary.claim(key, fingerprint, owner, lease_seconds)
-            store = self._primary
+            shared = await self._shared.claim(key, fingerprint, owner, lease_seconds)
         except StoreUnavailable:
-            claim = await self._fallback.claim(key, fingerprint, owner, lease_seconds)
-            store = self._fallback
-        if claim.state == "claimed":
-            self._granted_by[owner] = store
-        return claim
+            self._granted_by[owner] = (self._local,)
+            return here
+        if shared.state != "claimed":
+            await self._local.release(key, owner)
+            return shared
+        self._granted_by[owner] = (self._shared, self._local)
+        return shared
 
     async def complete(self, key: str, owner: str, answer: StoredAnswer, ttl_seconds: int) -> None:
-        if store := self._granted_by.pop(owner, None):  # else no claim of this owner to settle
-            await store.complete(key, owner, answer, ttl_seconds)
+        await self._settle(owner, lambda store: store.complete(key, owner, answer, ttl_seconds))
 
     async def release(self, key: str, owner: str) -> None:
-        if store := self._granted_by.pop(owner, None):
-            await store.release(key, owner)
+        await self._settle(owner, lambda store: store.release(key, owner))
+
+    async def _settle(self, owner: str, step: Callable[[IdempotencyStore], Awaitable[None]]) -> None:
+        failed: StoreUnavailable | None = None
+        for store in self._granted_by.pop(owner, ()):  # none: no claim of this owner to settle
+            try:
+                await step(store)
+            except StoreUnavailable as exc:  # the others are still settled
+                failed = exc
+        if failed is not None:
+            raise failed
 
     async def aclose(self) -> None:
-        await self._primary.aclose()
-        await self._fallback.aclose()
+        await self._shared.aclose()
+        await self._local.aclose()

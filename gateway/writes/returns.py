@@ -6,7 +6,7 @@ import msgspec
 
 from contracts.v1 import ReturnAuthorization, ReturnRequest
 from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, ReturnOutcome
-from gateway.writes.idempotency import IdempotentWrites, StoredAnswer
+from gateway.writes.idempotency import IdempotentWrites, StoredAnswer, record_key
 
 __all__ = ["ReturnWrites"]
 
@@ -21,7 +21,7 @@ class ReturnWrites:
         self._writes = writes
 
     async def create(self, request: ReturnRequest, key: str, ctx: CallContext) -> ReturnOutcome:
-        token = IdempotencyToken.for_request(key, request)
+        token = IdempotencyToken.for_request(record_key(ctx.client_id, key), request)
         found_in_erp = False
 
         async def perform() -> StoredAnswer:
@@ -31,5 +31,5 @@ class ReturnWrites:
             rma = outcome.authorization
             return StoredAnswer(status=201, body=msgspec.json.encode(rma), location=f"/v1/returns/{rma.rma_number}")
 
-        answer, replayed = await self._writes.run("returns", key, token.fingerprint, perform)
+        answer, replayed = await self._writes.run("returns", token.key, token.fingerprint, perform)
         return ReturnOutcome(authorization=_decode(answer.body), replayed=replayed or found_in_erp)

@@ -22,12 +22,14 @@ import httpx
 import pytest
 
 from gateway.problems import PROBLEM_BASE
+from gateway.writes.idempotency import record_key
 from tests.harness.gateway_process import GatewayProcess
 from tests.harness.tryton import TrytonServer, password_file
 
 pytestmark = pytest.mark.e2e
 
 RACERS = 50
+CLIENT = "test-client"
 BODY = {"orderNumber": "SO-1003", "lines": [{"sku": "HOOD-BLK-L", "quantity": 1, "reason": "wrong_item"}]}
 
 
@@ -79,8 +81,8 @@ def _base_env(tmp_path: Path, dev_key_path: Path, calls_log: Path) -> dict[str, 
     }
 
 
-def _token(mint: Any) -> str:
-    token: str = mint("returns:write", "returns:read", ttl=600)
+def _token(mint: Any, client: str = "test-client") -> str:
+    token: str = mint("returns:write", "returns:read", client_id=client, ttl=600)
     return token
 
 
@@ -101,7 +103,7 @@ async def test_same_key_retries_across_workers_make_one_return(tmp_path: Path, d
         key = str(uuid.uuid4())
         number = _judge(await _race([gateway.url], _token(mint), key))
         assert _erp_calls(calls, "create_return") == 1  # the record stopped the others before the ERP
-        assert _sample_returns(tmp_path / "sample.sqlite", key) == 1
+        assert _sample_returns(tmp_path / "sample.sqlite", record_key(CLIENT, key)) == 1
         async with httpx.AsyncClient(timeout=30.0) as client:
             again = await client.post(
                 f"{gateway.url}/v1/returns",
@@ -110,6 +112,35 @@ async def test_same_key_retries_across_workers_make_one_return(tmp_path: Path, d
             )
         assert again.status_code == 201
         assert (again.json()["rmaNumber"], again.headers["idempotent-replayed"]) == (number, "true")
+
+
+async def test_keys_are_scoped_per_client_and_read_as_structured_strings(
+    tmp_path: Path, dev_key_path: Path, mint: Any
+) -> None:
+    """Two clients that pick the same key get two returns (neither sees the other's); the IETF
+    draft's quoted form of a key is the same key as the bare one."""
+    env = _base_env(tmp_path, dev_key_path, tmp_path / "erp-calls.log")
+    with GatewayProcess(tmp_path, env=env, workers=2) as gateway:
+        key = str(uuid.uuid4())
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=30.0) as client:
+
+            async def post(client_id: str, sent_key: str, body: dict[str, Any] = BODY) -> httpx.Response:
+                headers = {"Authorization": f"Bearer {_token(mint, client_id)}", "Idempotency-Key": sent_key}
+                return await client.post("/v1/returns", json=body, headers=headers)
+
+            socks = {"orderNumber": "SO-1003", "lines": [{"sku": "SOCK-ANT-43-46", "quantity": 1, "reason": "damaged"}]}
+            first, other, quoted = (
+                await post("store-a", key),
+                await post("store-b", key, socks),  # another client, its own request: not "key reused"
+                await post("store-a", f'"{key}"'),
+            )
+        assert (first.status_code, other.status_code, quoted.status_code) == (201, 201, 201)
+        assert first.json()["rmaNumber"] != other.json()["rmaNumber"]
+        assert "idempotent-replayed" not in other.headers
+        assert (quoted.json()["rmaNumber"], quoted.headers["idempotent-replayed"]) == (
+            first.json()["rmaNumber"],
+            "true",
+        )
 
 
 @pytest.fixture
@@ -135,7 +166,7 @@ async def test_same_key_retries_across_instances_make_one_return(
     key = str(uuid.uuid4())
     _judge(await _race([g.url for g in two_instances], _token(mint), key))
     assert _erp_calls(tmp_path / "erp-calls.log", "create_return") == 1
-    assert _sample_returns(tmp_path / "erp.sqlite", key) == 1
+    assert _sample_returns(tmp_path / "erp.sqlite", record_key(CLIENT, key)) == 1
 
 
 @pytest.mark.tryton
@@ -155,7 +186,7 @@ async def test_same_key_retries_on_tryton_make_one_complaint(
         key = str(uuid.uuid4())
         number = _judge(await _race([gateway.url], _token(mint), key))
     complaints = tryton.rpc().model(
-        "sale.complaint", "search_read", [["reference", "=", key]], 0, None, None, ["number"]
+        "sale.complaint", "search_read", [["reference", "=", record_key(CLIENT, key)]], 0, None, None, ["number"]
     )
     assert [c["number"] for c in complaints] == [number]
 
@@ -202,7 +233,13 @@ async def test_a_worker_killed_mid_write_leaves_one_finished_complaint(
             assert answer is not None
             assert answer.status_code == 201, answer.text
     complaints = tryton.rpc().model(
-        "sale.complaint", "search_read", [["reference", "=", key]], 0, None, None, ["number", "state"]
+        "sale.complaint",
+        "search_read",
+        [["reference", "=", record_key(CLIENT, key)]],
+        0,
+        None,
+        None,
+        ["number", "state"],
     )
     assert [c["number"] for c in complaints] == [answer.json()["rmaNumber"]]
     assert complaints[0]["state"] in ("approved", "done")  # not an orphan draft

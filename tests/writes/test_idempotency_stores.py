@@ -1,7 +1,8 @@
 """One suite for every ``IdempotencyStore`` adapter: SQLite (one host), Redis (every instance),
-and Redis with its SQLite fallback, both while Redis answers and while it is down.
+and the two layered (the host's file, then Redis), while Redis answers and while it is down.
 
-Two store objects on the same file or Redis stand for two workers or two instances.
+Store objects on one file stand for the workers of one host; ``layered-two-hosts`` gives each
+store object a file of its own (instances on different hosts), so only Redis serializes them.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ import pytest
 
 from gateway.shared_state import RedisSettings, open_shared_state
 from gateway.writes.idempotency import IdempotencyStore, StoredAnswer
-from gateway.writes.idempotency_stores import FallbackIdempotencyStore, RedisIdempotencyStore, SqliteIdempotencyStore
+from gateway.writes.idempotency_stores import LayeredIdempotencyStore, RedisIdempotencyStore, SqliteIdempotencyStore
 from policies.shared_state import LenientState, SharedState
 
-STORES = ["sqlite", "redis", "fallback-redis-up", "fallback-redis-down"]
+STORES = ["sqlite", "redis", "layered", "layered-two-hosts", "layered-redis-down"]
 ANSWER = StoredAnswer(status=201, body=b'{"rmaNumber": "RMA-000001"}', location="/v1/returns/RMA-000001")
 
 #: Makes the store of one simulated worker (all share one state).
@@ -32,23 +33,25 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
     kind: str = request.param
 
     def link() -> SharedState:
-        if kind == "fallback-redis-down":  # nothing listens there
+        if kind == "layered-redis-down":  # nothing listens there
             links.append(open_shared_state(RedisSettings(url="redis://127.0.0.1:1", timeout_seconds=0.1)))
         else:
-            links.append(open_shared_state(RedisSettings(url=request.getfixturevalue("redis_url"))))
+            # generous timeouts: this suite is about atomicity, not about a loaded machine being slow
+            links.append(open_shared_state(RedisSettings(url=request.getfixturevalue("redis_url"), timeout_seconds=2)))
         strict = links[-1].strict
         assert strict is not None
         return strict
 
     def make() -> IdempotencyStore:
-        local = SqliteIdempotencyStore(str(tmp_path / "idempotency.sqlite"))
+        host = f"host-{len(made)}" if kind == "layered-two-hosts" else "host"
+        local = SqliteIdempotencyStore(str(tmp_path / f"{host}.sqlite"))
         store: IdempotencyStore
         if kind == "sqlite":
             store = local
         elif kind == "redis":
             store = RedisIdempotencyStore(link())
         else:
-            store = FallbackIdempotencyStore(RedisIdempotencyStore(link()), local)
+            store = LayeredIdempotencyStore(RedisIdempotencyStore(link()), local)
         made.append(store)
         return store
 
@@ -122,3 +125,25 @@ async def test_of_many_racing_claims_exactly_one_wins(make_store: MakeStore) -> 
     claims = await asyncio.gather(*(stores[i % 5].claim(key, "fp", f"owner-{i}", 30) for i in range(50)))
     assert sum(c.state == "claimed" for c in claims) == 1
     assert sum(c.state == "in_progress" for c in claims) == 49
+
+
+async def test_an_attempt_begun_while_redis_was_down_still_holds_its_key_after(redis_url: str, tmp_path: Path) -> None:
+    """The outage-to-recovery seam: the host's file is asked first, so a claim granted by the
+    file alone keeps same-host attempts out after Redis is back."""
+    down = open_shared_state(RedisSettings(url="redis://127.0.0.1:1", timeout_seconds=0.1))
+    up = open_shared_state(RedisSettings(url=redis_url))
+    assert down.strict is not None
+    assert up.strict is not None
+    local = str(tmp_path / "h.sqlite")
+    during = LayeredIdempotencyStore(RedisIdempotencyStore(down.strict), SqliteIdempotencyStore(local))
+    after = LayeredIdempotencyStore(RedisIdempotencyStore(up.strict), SqliteIdempotencyStore(local))
+    key = _key()
+    assert (await during.claim(key, "fp", "owner-1", 30)).state == "claimed"
+    held = await after.claim(key, "other-fp", "owner-2", 30)
+    assert (held.state, held.fingerprint) == ("in_progress", "fp")
+    await during.complete(key, "owner-1", ANSWER, 60)
+    assert (await after.claim(key, "fp", "owner-3", 30)).answer == ANSWER
+    for store in (during, after):
+        await store.aclose()
+    for link in (down, up):
+        await link.aclose()
