@@ -49,6 +49,7 @@ class AdminController(Controller):
             "How many entries were dropped",
             [example("Two SKUs", {"invalidatedEntries": 4})],
             "payload-too-large",
+            "invalidation-not-shared",
         ),
     )
     async def invalidate(

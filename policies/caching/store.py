@@ -5,7 +5,9 @@ a miss) for all remaining keys and the stamps guarding them in ONE round trip.
 
 Invalidation is explicit, never inferred from absence: a key the shared store does not hold
 (Redis was restarted or emptied, the entry was evicted) leaves an in-process copy in place
-until its own deadlines, and the copy is written back. An invalidation writes *stamps* (the
+until its own deadlines. It is not written back: a worker that never saw an invalidation (Redis
+was emptied before it rechecked) would put its old copy back for every other worker to take.
+An invalidation writes *stamps* (the
 epoch time of the invalidation) that every worker reads with the same round trip that brings
 the entries: a dropped SKU or order overwrites the item's own key with a tombstone; a pattern
 (every price of a SKU, of a customer, every storefront-reference index) sets one stamp key per
@@ -28,12 +30,19 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
+from erp_backends.errors import ErpUnavailable
 from policies.caching.keys import CacheKeys
 from policies.shared_state import LenientState, Write
 
-__all__ = ["BackgroundTasks", "CacheSettings", "OperationCache", "TieredStore"]
+__all__ = ["BackgroundTasks", "CacheSettings", "InvalidationNotShared", "OperationCache", "TieredStore"]
 
 T = TypeVar("T")
+
+
+class InvalidationNotShared(ErpUnavailable):
+    """An invalidation reached this process only (Redis is down): a 503, so the caller retries."""
+
+    code = "invalidation-not-shared"
 
 
 class OperationCache(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -222,7 +231,7 @@ class TieredStore:
         """Read ``keys`` and the stamps guarding them from Redis (ONE MGET) into the in-process tier.
 
         A tombstone or a newer stamp drops the entry; a key Redis lacks keeps a usable
-        in-process copy, which is written back (unless another worker wrote one meanwhile)."""
+        in-process copy (in this process only: see the module docstring)."""
         guards = {key: self._keys.guards(key) for key in keys}
         stamp_keys = list(dict.fromkeys(g for gs in guards.values() for g in gs))
         raw = await self._shared.get_many([*keys, *stamp_keys])
@@ -232,7 +241,6 @@ class TieredStore:
         now = time.time()
         local_until = now + self._settings.local_ttl_seconds
         found: dict[str, _Entry[Any]] = {}
-        restore: list[tuple[str, _Entry[Any]]] = []
         for key, blob in zip(keys, raw[: len(keys)], strict=True):
             dropped_at = max((stamps[g] for g in guards[key]), default=0.0)
             local = self._local.get(key)
@@ -244,7 +252,6 @@ class TieredStore:
                     continue
                 local.local_until = min(local_until, local.fresh_until) if local.fresh_until > now else local_until
                 found[key] = local
-                restore.append((key, local))
                 continue
             try:
                 env = self._envelope.decode(blob)
@@ -264,19 +271,7 @@ class TieredStore:
             entry = _Entry(value, env.fresh_until, env.stale_until, env.error_until, keep, env.stored_at)
             found[key] = entry
             self._remember(key, entry)
-        if restore:
-            await self._write_back(restore, now)
         return found
-
-    async def _write_back(self, entries: list[tuple[str, _Entry[Any]]], now: float) -> None:
-        """Put in-process copies that the shared store lost back, each until its own deadline;
-        only where absent: an entry another worker wrote in the meantime wins."""
-        writes: list[Write] = []
-        for key, entry in entries:
-            ttl_ms = int((entry.error_until - now) * 1000)
-            if ttl_ms > 0:
-                writes.append((key, self._blob(entry.value, entry), ttl_ms))
-        await self._shared.set_many(writes, only_if_absent=True)
 
     def _blob(self, value: Any, entry: _Entry[Any]) -> bytes:
         payload = self._encoder.encode(value)
@@ -327,5 +322,10 @@ class TieredStore:
         tombstone = repr(time.time()).encode()
         before = await self._shared.swap_many([(key, tombstone, self._stamp_ms) for key in [*keys, *stamps]])
         if before is None:
+            if self._shared.configured:  # this process dropped its copies; the others cannot know
+                raise InvalidationNotShared(
+                    "the invalidation could not be written to Redis: other workers and instances keep "
+                    "their copies until their TTL; retry once Redis answers"
+                )
             return dropped
         return max(dropped, sum(1 for old in before[: len(keys)] if old is not None and old[:1] == b"["))

@@ -17,6 +17,7 @@ from erp_backends.port import CallContext, CallNotes
 from gateway.cache_status import cache_status
 from gateway.shared_state import RedisSettings, open_shared_state
 from policies.caching import CacheSettings, CachingBackend, OperationCache
+from policies.caching.store import InvalidationNotShared
 from policies.shared_state import LenientState
 from tests.policies.conftest import CTX, ControlledErp
 
@@ -213,10 +214,10 @@ async def test_an_emptied_redis_is_not_an_invalidation(
                 assert [i.freshness for i in stock.items] == ["cached", "cached"]
                 assert prices.lines[0].freshness == "cached"
         assert (erp.calls["availability"], erp.calls["prices"]) == (1, 1)  # no cold misses
-        # the in-process copies went back to Redis, for workers and instances that start cold
+        # ... and stayed in their processes: a copy is never written back (it could be one that an
+        # invalidation the worker never saw has dropped everywhere else)
         keys = worker_a.keys
-        assert await probe.exists(*("erpgw:v1:" + keys.availability(sku) for sku in ("MUG-SND", "LAMP-WHT"))) == 2
-        assert await probe.exists("erpgw:v1:" + keys.price("EUR", "C-1001", "TOTE-NAT", 20)) == 1
+        assert await probe.exists(*("erpgw:v1:" + keys.availability(sku) for sku in ("MUG-SND", "LAMP-WHT"))) == 0
 
         # An invalidation still reaches the other worker's in-process copies, also those that
         # Redis no longer holds: the customer's prices (a pattern) and a SKU.
@@ -236,8 +237,22 @@ async def test_an_emptied_redis_is_not_an_invalidation(
         await worker_a.get_availability(["MUG-SND"], None, CTX)
         assert (await worker_a.check_prices(cart, CTX)).lines[0].freshness == "cached"
         assert (erp.calls["availability"], erp.calls["prices"]) == (2, 2)
+
+        # An invalidation, then Redis emptied before B rechecked: B cannot know and keeps its
+        # copy, but the invalidating worker never gets that copy back through Redis.
+        await worker_a.invalidate(skus=["LAMP-WHT"])
+        await probe.flushall()
+        await asyncio.sleep(0.07)
+        await worker_b.get_availability(["LAMP-WHT"], None, CTX)  # rechecks: Redis has nothing
+        await asyncio.sleep(0.05)
+        assert (await worker_a.get_availability(["LAMP-WHT"], None, CTX)).items[0].freshness == "fresh"
     finally:
         await probe.aclose()
+        for worker in (worker_a, worker_b):  # rechecks still under way end with the test
+            worker.store.background.cancel_all()
+        await asyncio.sleep(0)
+        for link in links:
+            await link.aclose()
         for link in links:
             await link.aclose()
 
@@ -290,3 +305,17 @@ async def test_two_namespaces_on_one_redis_never_share_an_entry(
     await asyncio.sleep(0.1)
     assert (await second.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "cached"
     assert _cache(erp).keys.namespace == erp.name  # the default: the backend's name
+    for cache in (first, second):  # the recheck the last lookup started ends with the test
+        cache.store.background.cancel_all()
+    await asyncio.sleep(0)
+
+
+async def test_an_invalidation_redis_cannot_take_is_refused_not_acknowledged(erp: ControlledErp) -> None:
+    """Redis down: this process drops its copies, and the caller hears that nobody else did."""
+    down = open_shared_state(RedisSettings(url="redis://127.0.0.1:1", timeout_seconds=0.1))
+    cache = _cache(erp, down)
+    await cache.get_availability(["MUG-SND"], None, CTX)
+    with pytest.raises(InvalidationNotShared):
+        await cache.invalidate(skus=["MUG-SND"])
+    assert (await cache.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "fresh"  # dropped here
+    await down.aclose()
