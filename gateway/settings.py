@@ -11,6 +11,7 @@ each worker (``erp-gateway serve`` runs them in the gunicorn master, before fork
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
@@ -167,8 +168,14 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, Any]:
             continue
         path = name[len(ENV_PREFIX) :].lower().split("__")
         node = tree
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
+        for depth, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):  # ERPGW_SERVER=5 beside ERPGW_SERVER__PORT=1
+                group = ENV_PREFIX + "__".join(path[: depth + 1]).upper()
+                raise SettingsError(group, "is a group of settings, not a value: set its fields instead")
+            node = child
+        if isinstance(node.get(path[-1]), dict):
+            raise SettingsError(name, "is a group of settings, not a value: set its fields instead")
         node[path[-1]] = value
     return tree
 
@@ -210,6 +217,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raw = tomllib.loads(Path(config).read_text(encoding="utf-8"))
         except OSError as exc:
             raise SettingsError(f"{ENV_PREFIX}CONFIG", f"cannot read {config} ({exc.strerror})") from None
+        except UnicodeDecodeError:
+            raise SettingsError(f"{ENV_PREFIX}CONFIG", f"{config} is not UTF-8 text") from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"{ENV_PREFIX}CONFIG", f"{config} is not valid TOML ({exc})") from None
     # Overrides merge into the defaults, so one nested field can be set without the rest.
@@ -221,7 +230,44 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except msgspec.ValidationError as exc:
         raise _explained(str(exc), raw) from None
     _check_backends(settings)
+    _check_numbers(settings, ENV_PREFIX)
+    _check_relations(settings)
     return settings
+
+
+def _check_relations(settings: Settings) -> None:
+    """Numbers that must be more than zero, and the one that must outlast another."""
+    positive = {
+        "timeouts.read_seconds": settings.timeouts.read_seconds,
+        "timeouts.write_seconds": settings.timeouts.write_seconds,
+        "timeouts.start_seconds": settings.timeouts.start_seconds,
+        "idempotency.ttl_seconds": settings.idempotency.ttl_seconds,
+        "breaker.fail_max": settings.breaker.fail_max,
+        "http.max_body_bytes": settings.http.max_body_bytes,
+    }
+    for dotted, number in positive.items():
+        if number <= 0:
+            raise SettingsError(env_name(dotted), f"{number!r} must be more than zero", dotted)
+    if settings.idempotency.lease_seconds <= settings.timeouts.write_seconds:
+        raise SettingsError(
+            env_name("idempotency.lease_seconds"),
+            f"{settings.idempotency.lease_seconds} must be longer than ERPGW_TIMEOUTS__WRITE_SECONDS "
+            f"({settings.timeouts.write_seconds:g}): a claim must outlast the write it guards",
+            "idempotency.lease_seconds",
+        )
+
+
+def _check_numbers(value: Any, prefix: str) -> None:
+    """Every number a setting holds is finite and not negative (a timeout of nan or -1, a lease
+    of -5: each would switch off what it configures without a word)."""
+    if isinstance(value, msgspec.Struct):
+        for field in msgspec.structs.fields(value):
+            _check_numbers(getattr(value, field.name), f"{prefix}{field.name.upper()}__")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_numbers(item, f"{prefix}{str(key).upper()}__")
+    elif isinstance(value, int | float) and not isinstance(value, bool) and not (math.isfinite(value) and value >= 0):
+        raise SettingsError(prefix.rstrip("_"), f"{value!r} is not a finite number of zero or more")
 
 
 def _check_backend_entries(raw: Mapping[str, Any]) -> None:
@@ -335,9 +381,10 @@ def check_startup(settings: Settings, *, serving: bool = True) -> None:
             raise SettingsError("ERPGW_SERVER__TIMEOUT", "set at least 1 second", "server.timeout")
         if token_file := settings.observability.metrics_token_file:
             _readable(token_file, "observability.metrics_token_file")
-        if (url := settings.redis.url) and urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
+        if (url := settings.redis.url) and _scheme(url) not in {"redis", "rediss", "unix"}:
             hint = f"{url!r} is not a redis://, rediss:// or unix:// URL; leave it empty for no Redis"
             raise SettingsError("ERPGW_REDIS__URL", hint, "redis.url")
+        _writable(settings.idempotency.path, "idempotency.path")
         if not 0.0 <= settings.observability.trace_sample_ratio <= 1.0:
             hint = "set a share between 0 and 1"
             raise SettingsError("ERPGW_OBSERVABILITY__TRACE_SAMPLE_RATIO", hint, "observability.trace_sample_ratio")
@@ -359,9 +406,20 @@ def _check_backend_entry(section: str, entry: BackendSettings) -> None:
         entry.resolve_password()
     except ValueError as exc:
         raise SettingsError(env_name(f"{section}.password_file"), str(exc), f"{section}.password_file") from None
-    parts = urlsplit(entry.url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
+    try:
+        parts = urlsplit(entry.url)
+        host = parts.hostname
+    except ValueError:  # "Invalid IPv6 URL"
+        host = None
+    if host is None or parts.scheme not in {"http", "https"}:
         raise SettingsError(env_name(f"{section}.url"), f"{entry.url!r} is not an http(s) URL", f"{section}.url")
+
+
+def _scheme(url: str) -> str | None:
+    try:
+        return urlsplit(url).scheme
+    except ValueError:  # "Invalid IPv6 URL"
+        return None
 
 
 def _readable(path: str, dotted: str) -> None:

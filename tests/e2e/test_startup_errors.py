@@ -73,6 +73,13 @@ def test_serve_without_an_identity_provider_says_what_to_set(tmp_path: Path) -> 
             {"ERPGW_BACKEND": "tryton", "ERPGW_TRYTON__PASSWORD_FILE": "/no/such/password"},
             ["ERPGW_TRYTON__PASSWORD_FILE", "/no/such/password"],
         ),
+        ({"ERPGW_SERVER": "5", "ERPGW_SERVER__PORT": "1"}, ["ERPGW_SERVER", "group of settings"]),
+        ({"ERPGW_REDIS__URL": "redis://[::1"}, ["ERPGW_REDIS__URL", "redis://"]),
+        ({"ERPGW_IDEMPOTENCY__PATH": "/"}, ["ERPGW_IDEMPOTENCY__PATH", "writable"]),
+        ({"ERPGW_TIMEOUTS__READ_SECONDS": "nan"}, ["ERPGW_TIMEOUTS__READ_SECONDS", "finite"]),
+        ({"ERPGW_TIMEOUTS__WRITE_SECONDS": "-1"}, ["ERPGW_TIMEOUTS__WRITE_SECONDS", "finite"]),
+        ({"ERPGW_BREAKER__FAIL_MAX": "0"}, ["ERPGW_BREAKER__FAIL_MAX", "more than zero"]),
+        ({"ERPGW_IDEMPOTENCY__LEASE_SECONDS": "5"}, ["ERPGW_IDEMPOTENCY__LEASE_SECONDS", "WRITE_SECONDS"]),
     ],
 )
 def test_serve_names_every_bad_setting(tmp_path: Path, env: dict[str, str], named: list[str]) -> None:

@@ -204,6 +204,7 @@ async def test_a_worker_killed_mid_write_leaves_one_finished_complaint(
         "ERPGW_TRYTON__DATABASE": tryton.database,
         "ERPGW_TRYTON__PASSWORD_FILE": str(password_file()),
         "ERPGW_IDEMPOTENCY__LEASE_SECONDS": "2",
+        "ERPGW_TIMEOUTS__WRITE_SECONDS": "1.5",  # the lease must outlast the write
         "ERPGW_TRYTON__ADOPT_DRAFTS_AFTER_SECONDS": "1",
     }
     key = str(uuid.uuid4())
