@@ -64,8 +64,16 @@ def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
 
 
 def is_json_media_type(content_type: str) -> bool:
-    """``application/json`` or ``application/*+json``, parameters (``; charset=utf-8``) allowed."""
-    return bool(_MEDIA_TYPE.match(content_type.split(";", 1)[0].strip().lower()))
+    """``application/json`` or ``application/*+json``; parameters allowed, but a ``charset``
+    other than UTF-8 is not (JSON is UTF-8, RFC 8259: the body would be misread)."""
+    media_type, _, parameters = content_type.partition(";")
+    if not _MEDIA_TYPE.match(media_type.strip().lower()):
+        return False
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+            return False
+    return True
 
 
 #: How money is read from the wire: a string, never a JSON number, finite, bounded.
@@ -184,8 +192,9 @@ async def check_request_shape(request: Request[Any, Any, Any]) -> None:
     if shape is _NOTHING:
         return
     if shape.body is not None:
-        content_type = request.headers.get("content-type", "")
-        if not is_json_media_type(content_type):
+        content_types = request.headers.getall("content-type", [])
+        content_type = content_types[0] if len(content_types) == 1 else ", ".join(content_types)
+        if not is_json_media_type(content_type):  # none, several, or not JSON
             raise HTTPException(
                 status_code=415,
                 detail=f"the body must be application/json, not {content_type or 'without a Content-Type'}",

@@ -107,7 +107,16 @@ def test_bodies_are_decoded_strictly(client: TestClient[Any], path: str, body: A
 
 
 @pytest.mark.parametrize(
-    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data", "text/json"]
+    "content_type",
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "text/json",
+        "application/json; charset=latin-1",
+        "application/json; charset=utf-16",
+    ],
 )
 def test_a_body_that_is_not_json_is_a_415(client: TestClient[Any], content_type: str | None) -> None:
     headers = {"content-type": content_type} if content_type else {}
@@ -118,7 +127,16 @@ def test_a_body_that_is_not_json_is_a_415(client: TestClient[Any], content_type:
         assert_problem(response, 415, "unsupported-media-type")
 
 
-@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "Application/JSON", "application/x+json"])
+def test_two_content_types_are_a_415(client: TestClient[Any]) -> None:
+    twice = [("content-type", "application/json"), ("content-type", "text/plain")]
+    response = client.post("/v1/prices/check", content=msgspec.json.encode(CART), headers=twice)
+    assert_problem(response, 415, "unsupported-media-type")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/json; charset=utf-8", "Application/JSON", "application/x+json", 'application/json; charset="UTF-8"'],
+)
 def test_json_media_types_are_accepted(client: TestClient[Any], content_type: str) -> None:
     response = client.post(
         "/v1/prices/check", content=msgspec.json.encode(CART), headers={"content-type": content_type}
