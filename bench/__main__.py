@@ -91,13 +91,13 @@ def _gateway(port: int, _: Path) -> list[str]:
     return [str(BIN / "erp-gateway"), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS)]
 
 
-@contextmanager
 def _gateway_with_faults(port: int, _: Path) -> list[str]:
     """The gateway whose workers count ERP calls (``tests.harness.serve``: the fault hook)."""
     serve = [sys.executable, "-m", "tests.harness.serve", "serve"]
     return [*serve, "--host", "127.0.0.1", "--port", str(port), "--workers", str(WORKERS)]
 
 
+@contextmanager
 def _server(case: Case, workdir: Path, env: dict[str, str]) -> Iterator[str]:
     if case.url is not None:
         yield case.url
