@@ -211,10 +211,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     Raises ``SettingsError`` (a ``ValueError``) naming the setting when a value does not fit.
     """
     environ = os.environ if environ is None else environ
-    raw: dict[str, Any] = {}
+    toml: dict[str, Any] = {}
     if config := environ.get(f"{ENV_PREFIX}CONFIG"):
         try:
-            raw = tomllib.loads(Path(config).read_text(encoding="utf-8"))
+            toml = tomllib.loads(Path(config).read_text(encoding="utf-8"))
         except OSError as exc:
             raise SettingsError(f"{ENV_PREFIX}CONFIG", f"cannot read {config} ({exc.strerror})") from None
         except UnicodeDecodeError:
@@ -222,7 +222,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"{ENV_PREFIX}CONFIG", f"{config} is not valid TOML ({exc})") from None
     # Overrides merge into the defaults, so one nested field can be set without the rest.
-    raw = _merge(_merge(msgspec.to_builtins(Settings()), raw), _from_env(environ))
+    raw = _merge(_merge(msgspec.to_builtins(Settings()), toml), _from_env(environ))
     _check_backend_entries(raw)
     try:
         # strict=False lets "8080" from the environment become an int, "true" a bool.
@@ -230,6 +230,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except msgspec.ValidationError as exc:
         raise _explained(str(exc), raw) from None
     _check_backends(settings)
+    if settings.backends and (f"{ENV_PREFIX}BACKEND" in environ or "backend" in toml):
+        raise SettingsError(
+            f"{ENV_PREFIX}BACKEND",
+            "is ignored once backends are named (ERPGW_BACKENDS__<NAME>__KIND=...): name every backend there "
+            "and pick ERPGW_DEFAULT_BACKEND, or drop the named ones",
+        )
     _check_numbers(settings, ENV_PREFIX)
     _check_relations(settings)
     return settings

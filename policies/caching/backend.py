@@ -15,6 +15,7 @@ are never answered from the cache; a return drops the cached order it changed.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -38,14 +39,17 @@ from contracts.v1 import (
 )
 from contracts.v1._types import Freshness
 from erp_backends.errors import ErpTimeout, ErpUnavailable, NotFound, Rejected
+from erp_backends.operations import OPERATIONS, spec_of
 from erp_backends.port import CallContext, CallNotes, ErpBackend, IdempotencyToken, ReturnOutcome
 from erp_backends.rules import price_check
 from policies.caching.keys import CacheKeys
 from policies.caching.single_flight import Fetch, SingleFlight
-from policies.caching.store import CacheSettings, TieredStore
+from policies.caching.store import CacheSettings, InvalidationNotShared, TieredStore
 from policies.shared_state import LenientState
 
 __all__ = ["CachingBackend"]
+
+log = logging.getLogger("erp_gateway.cache")
 
 _AVAIL = msgspec.json.Decoder(SkuAvailability | None)  # None: the ERP does not know the SKU
 _ANSWER = msgspec.json.Encoder()  # as Litestar encodes a Struct answer (tests/api/test_hot_path.py)
@@ -55,12 +59,25 @@ _REF = msgspec.json.Decoder(list[str])
 _ERP_DOWN = (ErpUnavailable, ErpTimeout)
 
 
+#: The operations this backend answers from the cache: must be those ``OPERATIONS`` declares cached.
+_CACHED = frozenset({"get_availability", "check_prices", "get_order", "find_orders"})
+
+
+def _check_declarations() -> None:
+    declared = {name for name, spec in OPERATIONS.items() if spec.cached}
+    if declared != _CACHED:
+        raise LookupError(
+            f"erp_backends.operations declares {sorted(declared)} cached; the cache serves {sorted(_CACHED)}"
+        )
+
+
 class CachingBackend(ErpBackend):
     """Wraps a backend (already shielded by limits and breakers) with the two-tier cache."""
 
     def __init__(
         self, inner: ErpBackend, shared: LenientState, settings: CacheSettings, namespace: str | None = None
     ) -> None:
+        _check_declarations()
         self.inner = inner
         self.name = inner.name
         self.settings = settings
@@ -242,7 +259,11 @@ class CachingBackend(ErpBackend):
         self, request: ReturnRequest, idempotency: IdempotencyToken, ctx: CallContext
     ) -> ReturnOutcome:
         outcome = await self.inner.create_return(request, idempotency, ctx)
-        await self.invalidate(orders=[request.order_number])  # returned quantities changed
+        if "orders" in spec_of("create_return").invalidates:  # returned quantities changed
+            try:
+                await self.invalidate(orders=[request.order_number])
+            except InvalidationNotShared as exc:  # the return stands; other copies age out by TTL
+                log.warning("return %s created; %s", outcome.authorization.rma_number, exc.detail)
         return outcome
 
     async def get_return(self, rma_number: str, ctx: CallContext) -> ReturnAuthorization:

@@ -75,6 +75,7 @@ def test_serve_without_an_identity_provider_says_what_to_set(tmp_path: Path) -> 
         ),
         ({"ERPGW_SERVER": "5", "ERPGW_SERVER__PORT": "1"}, ["ERPGW_SERVER", "group of settings"]),
         ({"ERPGW_REDIS__URL": "redis://[::1"}, ["ERPGW_REDIS__URL", "redis://"]),
+        ({"ERPGW_BACKEND": "tryton", "ERPGW_BACKENDS__A__KIND": "sample"}, ["ERPGW_BACKEND", "ERPGW_DEFAULT_BACKEND"]),
         ({"ERPGW_IDEMPOTENCY__PATH": "/"}, ["ERPGW_IDEMPOTENCY__PATH", "writable"]),
         ({"ERPGW_TIMEOUTS__READ_SECONDS": "nan"}, ["ERPGW_TIMEOUTS__READ_SECONDS", "finite"]),
         ({"ERPGW_TIMEOUTS__WRITE_SECONDS": "-1"}, ["ERPGW_TIMEOUTS__WRITE_SECONDS", "finite"]),

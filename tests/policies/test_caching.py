@@ -11,9 +11,9 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from contracts.v1 import OrderList, PriceCheckLine, PriceCheckRequest
+from contracts.v1 import OrderList, PriceCheckLine, PriceCheckRequest, ReturnRequest, ReturnRequestLine
 from erp_backends.errors import ErpUnavailable, Rejected
-from erp_backends.port import CallContext, CallNotes
+from erp_backends.port import CallContext, CallNotes, IdempotencyToken
 from gateway.cache_status import cache_status
 from gateway.shared_state import RedisSettings, open_shared_state
 from policies.caching import CacheSettings, CachingBackend, OperationCache
@@ -301,6 +301,13 @@ async def test_two_namespaces_on_one_redis_never_share_an_entry(
     assert (await second.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "fresh"
     assert erp.calls["availability"] == 2  # the second never read the first's entry
     assert first.keys.availability("MUG-SND") != second.keys.availability("MUG-SND")
+    # the layout, stated literally (the keys module is the code under test here)
+    assert first.keys.availability("MUG-SND") == "cache:first:avail:MUG-SND"
+    assert first.keys.price("EUR", "C-1001", "TOTE-NAT", 20) == "cache:first:price:EUR:C-1001:TOTE-NAT:20"
+    assert (first.keys.order("SO-1"), first.keys.order_ref("WC-1")) == (
+        "cache:first:order:SO-1",
+        "cache:first:orderref:WC-1",
+    )
     await first.invalidate(skus=["MUG-SND"])  # nor does an invalidation cross namespaces
     await asyncio.sleep(0.1)
     assert (await second.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "cached"
@@ -318,4 +325,15 @@ async def test_an_invalidation_redis_cannot_take_is_refused_not_acknowledged(erp
     with pytest.raises(InvalidationNotShared):
         await cache.invalidate(skus=["MUG-SND"])
     assert (await cache.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "fresh"  # dropped here
+    await down.aclose()
+
+
+async def test_a_return_created_while_redis_is_down_stands(erp: ControlledErp) -> None:
+    """The order invalidation a return makes cannot reach Redis: the return is still answered."""
+    down = open_shared_state(RedisSettings(url="redis://127.0.0.1:1", timeout_seconds=0.1))
+    request = ReturnRequest(
+        order_number="SO-1003", lines=[ReturnRequestLine(sku="HOOD-BLK-L", quantity=1, reason="damaged")]
+    )
+    outcome = await _cache(erp, down).create_return(request, IdempotencyToken.for_request("redis-down-1", request), CTX)
+    assert outcome.authorization.order_number == "SO-1003"
     await down.aclose()

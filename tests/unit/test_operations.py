@@ -47,9 +47,24 @@ def test_each_route_requires_the_scope_its_operation_declares() -> None:
     assert declared <= set(SCOPES)
     assert {spec.scope for spec in OPERATIONS.values() if spec.audited} | {"admin"} == WRITE_SCOPES
     routed = {
-        scope
+        handler.operation_id: list(handler.opt.get("scopes", ()))
         for route in app.routes
         for handler in getattr(route, "route_handlers", ())
-        for scope in handler.opt.get("scopes", ())
+        if handler.operation_id in _ROUTE_OPERATION
     }
-    assert declared <= routed
+    assert set(routed) == set(_ROUTE_OPERATION)  # every ERP-backed route is in the map below
+    for operation_id, scopes in routed.items():  # ...and asks for exactly its operation's scope
+        assert scopes == [OPERATIONS[_ROUTE_OPERATION[operation_id]].scope], operation_id
+
+
+#: Each ERP-backed route (its OpenAPI operationId) and the port operation it calls.
+_ROUTE_OPERATION = {
+    "getAvailability": "get_availability",
+    "getAvailabilityBatch": "get_availability",
+    "checkPrices": "check_prices",
+    "validateOrder": "validate_order",
+    "getOrder": "get_order",
+    "findOrdersByExternalRef": "find_orders",
+    "createReturn": "create_return",
+    "getReturn": "get_return",
+}
