@@ -25,6 +25,8 @@ __all__ = ["WrapAdapter", "main", "openapi_document"]
 WrapAdapter = Callable[[ErpBackend], ErpBackend]
 
 DEFAULT_SPEC_PATH = Path("openapi/v1.json")
+#: The last v1 published to partners (README "Versioning policy"): the breaking-change baseline.
+PUBLISHED_SPEC_PATH = Path("openapi/published/v1.json")
 
 
 def openapi_document() -> str:
@@ -96,6 +98,25 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _openapi(args: argparse.Namespace, settings: Settings) -> int:
     document = openapi_document()
+    if args.diff or args.check_compatible:
+        from gateway.openapi_diff import breaking, diff, report
+
+        if not args.against.exists():
+            print(f"{args.against}: no published spec to compare with", file=sys.stderr)
+            return 2
+        changes = diff(msgspec.json.decode(args.against.read_bytes()), msgspec.json.decode(document))
+        if args.diff:
+            print(f"{args.against} -> the spec generated from the contracts:")
+            print(report(changes))
+        if args.check_compatible and breaking(changes):
+            if not args.diff:
+                print("\n".join(map(str, breaking(changes))), file=sys.stderr)
+            print(
+                f"breaking changes against {args.against}: v1 may only gain (README: Versioning policy)",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
     if args.check:
         if not args.output.exists() or args.output.read_text(encoding="utf-8") != document:
             print(f"{args.output} is out of date: run `erp-gateway openapi`", file=sys.stderr)
@@ -167,6 +188,15 @@ def main(argv: Sequence[str] | None = None, *, wrap_adapter: WrapAdapter | None 
     spec = commands.add_parser("openapi", help="write the OpenAPI spec generated from the contracts")
     spec.add_argument("--output", type=Path, default=DEFAULT_SPEC_PATH)
     spec.add_argument("--check", action="store_true", help="exit 1 when the file differs from the generated spec")
+    spec.add_argument(
+        "--diff", action="store_true", help="print the changes since the published spec, each breaking or not"
+    )
+    spec.add_argument(
+        "--check-compatible", action="store_true", help="exit 1 when a change since the published spec is breaking"
+    )
+    spec.add_argument(
+        "--against", type=Path, default=PUBLISHED_SPEC_PATH, help=f"the published spec (default {PUBLISHED_SPEC_PATH})"
+    )
     spec.set_defaults(run=_openapi)
 
     show = commands.add_parser("settings", help="list every setting with its environment variable and default")

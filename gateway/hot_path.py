@@ -31,6 +31,7 @@ from gateway.auth import Authentication
 from gateway.auth.middleware import parse_bearer
 from gateway.bootstrap import Runtime
 from gateway.cache_status import notes_for
+from gateway.deprecation import DEPRECATION_OPT
 from gateway.hardening import header_size
 from gateway.identity import set_client_identity
 from gateway.quota_middleware import note_quota
@@ -52,6 +53,8 @@ class HotPath:
         # Litestar's own routing decides which handler this is: its path template (the route
         # label of metrics and spans) and the scopes it declares, read once, never restated.
         _, handler, _, _, self._template = litestar.asgi_router.handle_routing(path=_PREFIX + "SKU", method="GET")
+        # A deprecated route's answers carry its deprecation headers: the router's business.
+        self._serves = DEPRECATION_OPT not in handler.opt
         self._scopes: list[str] = handler.opt["scopes"]
         # Paths the router gives to another route (``/v1/availability/batch``: POST only, a 405 here).
         self._taken = frozenset(
@@ -61,7 +64,12 @@ class HotPath:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == ScopeType.HTTP and scope["method"] == "GET" and scope["path"].startswith(_PREFIX):
+        if (
+            self._serves
+            and scope["type"] == ScopeType.HTTP
+            and scope["method"] == "GET"
+            and scope["path"].startswith(_PREFIX)
+        ):
             body = self._answer(scope)
             if body is not None:
                 headers = [_JSON, (b"content-length", str(len(body)).encode("ascii"))]

@@ -2,7 +2,9 @@
 
 In order: the security headers, the correlation ID (``X-Request-ID``), the per-client quota
 (``RateLimit``, ``RateLimit-Policy``, left in the scope by the quota middleware), and
-``Cache-Status`` (RFC 9211) when the cache took part (the request's ``CallNotes``); then the audit log line for writes.
+``Cache-Status`` (RFC 9211) when the cache took part (the request's ``CallNotes``),
+``Deprecation``/``Sunset``/``Link`` when the route is deprecated (``gateway.deprecation``);
+then the audit log line for writes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from litestar.types import Message, Scope
 from gateway.audit import audit_writes
 from gateway.cache_status import cache_status, call_notes
 from gateway.correlation import correlation_id
+from gateway.deprecation import deprecation_headers
 from gateway.hardening import add_security_headers
 from gateway.observability.middleware import RESPONSE_STATUS
 from gateway.quota_middleware import quota_headers
@@ -29,5 +32,6 @@ async def finish_response(message: Message, scope: Scope) -> None:
     headers.extend(quota_headers(scope))
     if (notes := call_notes(scope)) is not None and (status := cache_status(notes)) is not None:
         headers.append((b"cache-status", status.encode("ascii")))
+    headers.extend(deprecation_headers(scope))
     message["headers"] = headers
     audit_writes(message, scope)
