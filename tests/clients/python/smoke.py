@@ -1,0 +1,235 @@
+"""Smoke program for the Python client generated from openapi/v1.json by openapi-python-client.
+
+Calls every operation of the spec against a running gateway, each once with success and once
+with an error the spec documents, as a partner would: through the generated functions and
+models only (``sync_detailed`` gives the status, the parsed model and the headers). Run by
+tests/clients/test_generated_clients.py with the generated package ``erp_gateway_client`` on
+``PYTHONPATH`` and ERPGW_URL, ERPGW_TOKEN (all scopes) and ERPGW_NARROW_TOKEN (``returns:read``
+only) in the environment. Exits 0 when every check held, else prints each failure and exits 1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from typing import Any, TypeVar
+
+from erp_gateway_client import AuthenticatedClient, Client
+from erp_gateway_client.api.admin import invalidate_cache
+from erp_gateway_client.api.availability import get_availability, get_availability_batch
+from erp_gateway_client.api.operations import healthz, readyz
+from erp_gateway_client.api.orders import find_orders_by_external_ref, get_order, validate_order
+from erp_gateway_client.api.prices import check_prices
+from erp_gateway_client.api.returns import create_return, get_return
+from erp_gateway_client.models import (
+    AvailabilityBatch,
+    AvailabilityBatchRequest,
+    CacheInvalidation,
+    CacheInvalidationRequest,
+    Health,
+    Order,
+    OrderList,
+    OrderValidation,
+    OrderValidationRequest,
+    PriceCheck,
+    PriceCheckRequest,
+    Problem,
+    ReturnAuthorization,
+    ReturnRequest,
+    SkuAvailability,
+)
+from erp_gateway_client.types import Response
+
+T = TypeVar("T")
+PROBLEM_TYPES = "https://erp-gateway.dev/problems/"
+failures: list[str] = []
+
+
+def check(condition: bool, what: str) -> None:
+    print(("ok   " if condition else "FAIL ") + what)
+    if not condition:
+        failures.append(what)
+
+
+def success(operation: str, response: Response[Any], status: int, model: type[T]) -> T | None:
+    """The answer is ``status`` with a body the generated client parsed into ``model``."""
+    parsed = response.parsed
+    check(
+        response.status_code == status and isinstance(parsed, model),
+        f"{operation}: {status} {model.__name__} (got {int(response.status_code)} {type(parsed).__name__})",
+    )
+    check(bool(response.headers.get("X-Request-ID")), f"{operation}: X-Request-ID on the answer")
+    return parsed if isinstance(parsed, model) else None
+
+
+def problem(operation: str, response: Response[Any], status: int, problem_type: str) -> Problem | None:
+    """The answer is the documented error: ``status`` with a Problem of ``problem_type``."""
+    parsed = response.parsed
+    got = parsed.type_ if isinstance(parsed, Problem) else type(parsed).__name__
+    check(
+        response.status_code == status and isinstance(parsed, Problem) and parsed.type_ == PROBLEM_TYPES + problem_type,
+        f"{operation}: {status} {problem_type} (got {int(response.status_code)} {got})",
+    )
+    if isinstance(parsed, Problem):
+        check(
+            parsed.correlation_id == response.headers.get("X-Request-ID"), f"{operation}: correlationId = X-Request-ID"
+        )
+    return parsed if isinstance(parsed, Problem) else None
+
+
+def main() -> int:
+    url = os.environ["ERPGW_URL"]
+    client = AuthenticatedClient(base_url=url, token=os.environ["ERPGW_TOKEN"], raise_on_unexpected_status=True)
+    narrow = AuthenticatedClient(base_url=url, token=os.environ["ERPGW_NARROW_TOKEN"], raise_on_unexpected_status=True)
+    forged = AuthenticatedClient(base_url=url, token="not-a-jwt", raise_on_unexpected_status=True)
+    anonymous = Client(base_url=url, raise_on_unexpected_status=True)
+
+    # healthz / readyz: open, no token
+    success("healthz", healthz.sync_detailed(client=anonymous), 200, Health)
+    ready = success("readyz", readyz.sync_detailed(client=anonymous), 200, Health)
+    check(ready is not None and ready.status in ("ok", "degraded"), "readyz: status ok or degraded")
+
+    # getAvailability: a miss, then a hit (Cache-Status); the caller's X-Request-ID comes back
+    # (invalidated first, so a repeated run starts from a miss as well)
+    invalidate_cache.sync_detailed(client=client, body=CacheInvalidationRequest.from_dict({"skus": ["TEE-NVY-M"]}))
+    first = get_availability.sync_detailed("TEE-NVY-M", client=client)
+    stock = success("getAvailability", first, 200, SkuAvailability)
+    check(stock is not None and stock.sku == "TEE-NVY-M", "getAvailability: the SKU asked")
+    check("fwd=miss" in first.headers.get("Cache-Status", ""), "getAvailability: Cache-Status fwd=miss first")
+    mine = f"smoke-{uuid.uuid4().hex}"
+    again = get_availability.sync_detailed("TEE-NVY-M", client=client.with_headers({"X-Request-ID": mine}))
+    success("getAvailability (cached)", again, 200, SkuAvailability)
+    check("hit" in again.headers.get("Cache-Status", ""), "getAvailability: Cache-Status hit the second time")
+    check(again.headers.get("X-Request-ID") == mine, "getAvailability: the caller's X-Request-ID echoed")
+    check(bool(again.headers.get("RateLimit")), "getAvailability: RateLimit header")
+    east = success(
+        "getAvailability ?warehouse",
+        get_availability.sync_detailed("TEE-NVY-M", client=client, warehouse="EAST"),
+        200,
+        SkuAvailability,
+    )
+    check(east is not None and [w.warehouse for w in east.warehouses] == ["EAST"], "getAvailability: warehouse filter")
+    problem("getAvailability", get_availability.sync_detailed("NO-SUCH-SKU", client=client), 404, "sku-not-found")
+
+    # getAvailabilityBatch: unknown SKUs listed, not failed; 403 without availability:read
+    batch_request = AvailabilityBatchRequest.from_dict({"skus": ["TEE-NVY-M", "MUG-SND", "NO-SUCH-SKU"]})
+    batch = success(
+        "getAvailabilityBatch",
+        get_availability_batch.sync_detailed(client=client, body=batch_request),
+        200,
+        AvailabilityBatch,
+    )
+    check(batch is not None and batch.unknown_skus == ["NO-SUCH-SKU"], "getAvailabilityBatch: unknownSkus")
+    denied = get_availability_batch.sync_detailed(client=narrow, body=batch_request)
+    problem("getAvailabilityBatch", denied, 403, "forbidden")
+    check("insufficient_scope" in denied.headers.get("WWW-Authenticate", ""), "getAvailabilityBatch: WWW-Authenticate")
+
+    # checkPrices: a contract price; an unknown customer is a 422
+    prices = success(
+        "checkPrices",
+        check_prices.sync_detailed(
+            client=client,
+            body=PriceCheckRequest.from_dict(
+                {"customer": "C-1001", "currency": "EUR", "lines": [{"sku": "TOTE-NAT", "quantity": 20}]}
+            ),
+        ),
+        200,
+        PriceCheck,
+    )
+    check(prices is not None and len(prices.lines) == 1, "checkPrices: one line")
+    unknown_customer = PriceCheckRequest.from_dict(
+        {"customer": "C-9999", "currency": "EUR", "lines": [{"sku": "TOTE-NAT", "quantity": 1}]}
+    )
+    problem("checkPrices", check_prices.sync_detailed(client=client, body=unknown_customer), 422, "unknown-customer")
+
+    # validateOrder: an answer with valid true or false; a forged token is a 401
+    cart = OrderValidationRequest.from_dict(
+        {"currency": "EUR", "warehouse": "EAST", "lines": [{"sku": "LAMP-WHT", "quantity": 1, "unitPrice": "79.00"}]}
+    )
+    success("validateOrder", validate_order.sync_detailed(client=client, body=cart), 200, OrderValidation)
+    refused = validate_order.sync_detailed(client=forged, body=cart)
+    problem("validateOrder", refused, 401, "unauthorized")
+    check("invalid_token" in refused.headers.get("WWW-Authenticate", ""), "validateOrder: WWW-Authenticate")
+
+    # getOrder / findOrdersByExternalRef
+    order = success("getOrder", get_order.sync_detailed("SO-1002", client=client), 200, Order)
+    check(order is not None and order.order_number == "SO-1002", "getOrder: the order asked")
+    problem("getOrder", get_order.sync_detailed("SO-9999", client=client), 404, "order-not-found")
+    found = success(
+        "findOrdersByExternalRef",
+        find_orders_by_external_ref.sync_detailed(client=client, external_ref="WC-5002"),
+        200,
+        OrderList,
+    )
+    check(
+        found is not None and [o.order_number for o in found.items] == ["SO-1002"], "findOrdersByExternalRef: SO-1002"
+    )
+    problem(
+        "findOrdersByExternalRef",
+        find_orders_by_external_ref.sync_detailed(client=narrow, external_ref="WC-5002"),
+        403,
+        "forbidden",
+    )
+
+    # createReturn: 201 with Location; the same key replays (Idempotent-Replayed); the same key
+    # with another body is a 422
+    key = str(uuid.uuid4())
+    body = ReturnRequest.from_dict(
+        {"orderNumber": "SO-1003", "lines": [{"sku": "HOOD-BLK-L", "quantity": 1, "reason": "wrong_item"}]}
+    )
+    created_response = create_return.sync_detailed(client=client, body=body, idempotency_key=key)
+    created = success("createReturn", created_response, 201, ReturnAuthorization)
+    location = created_response.headers.get("Location", "")
+    check(
+        created is not None and location.endswith("/v1/returns/" + created.rma_number),
+        f"createReturn: Location {location}",
+    )
+    replay_response = create_return.sync_detailed(client=client, body=body, idempotency_key=key)
+    replay = success("createReturn (replay)", replay_response, 201, ReturnAuthorization)
+    check(replay_response.headers.get("Idempotent-Replayed") == "true", "createReturn: Idempotent-Replayed: true")
+    check(
+        created is not None and replay is not None and replay.rma_number == created.rma_number,
+        "createReturn: the replay is the same RMA",
+    )
+    other = ReturnRequest.from_dict(
+        {"orderNumber": "SO-1003", "lines": [{"sku": "HOOD-BLK-L", "quantity": 1, "reason": "damaged"}]}
+    )
+    problem(
+        "createReturn",
+        create_return.sync_detailed(client=client, body=other, idempotency_key=key),
+        422,
+        "idempotency-key-reused",
+    )
+
+    # getReturn
+    if created is not None:
+        got = success(
+            "getReturn", get_return.sync_detailed(created.rma_number, client=client), 200, ReturnAuthorization
+        )
+        check(got is not None and got.rma_number == created.rma_number, "getReturn: the RMA created")
+    problem("getReturn", get_return.sync_detailed("RMA-999999", client=client), 404, "return-authorization-not-found")
+
+    # invalidateCache (admin); 403 without the admin scope
+    dropped = success(
+        "invalidateCache",
+        invalidate_cache.sync_detailed(client=client, body=CacheInvalidationRequest.from_dict({"skus": ["TEE-NVY-M"]})),
+        200,
+        CacheInvalidation,
+    )
+    check(dropped is not None and dropped.invalidated_entries >= 0, "invalidateCache: invalidatedEntries")
+    problem(
+        "invalidateCache",
+        invalidate_cache.sync_detailed(client=narrow, body=CacheInvalidationRequest.from_dict({"skus": ["TEE-NVY-M"]})),
+        403,
+        "forbidden",
+    )
+
+    for c in (client, narrow, forged, anonymous):
+        c.get_httpx_client().close()
+    print(f"python client: {len(failures)} failed" if failures else "python client: every check held")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
