@@ -6,9 +6,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
-from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, ScalarRenderPlugin
-from litestar.openapi.spec import Tag
+from litestar.openapi.spec import Contact, License, Server, Tag
 
 from erp_backends.port import ErpBackend
 from gateway.auth import Authentication, AuthSettings, security_components
@@ -20,6 +19,7 @@ from gateway.hot_path import HotPath
 from gateway.observability.endpoint import metrics_endpoint
 from gateway.observability.middleware import RequestTelemetry
 from gateway.observability.telemetry import Telemetry
+from gateway.openapi_wire import WireOpenAPIConfig
 from gateway.problems import check_problem_codes, exception_handlers
 from gateway.quota_middleware import QuotaMiddleware
 from gateway.response_headers import finish_response
@@ -33,8 +33,8 @@ __all__ = ["API_VERSION", "create_app", "openapi_config"]
 API_VERSION = "1.0.0"
 
 
-def openapi_config(token_url: str = AuthSettings().token_url) -> OpenAPIConfig:
-    return OpenAPIConfig(
+def openapi_config(token_url: str = AuthSettings().token_url) -> WireOpenAPIConfig:
+    return WireOpenAPIConfig(
         title="erp-gateway",
         version=API_VERSION,
         summary="Stable contract endpoints for storefronts, helpdesks and partners, in front of any ERP.",
@@ -43,6 +43,12 @@ def openapi_config(token_url: str = AuthSettings().token_url) -> OpenAPIConfig:
             "Every error is an RFC 9457 `application/problem+json` document whose `type` is stable; "
             "every response echoes `X-Request-ID`."
         ),
+        contact=Contact(name="erp-gateway platform team", url="https://erp-gateway.dev"),
+        license=License(name="MIT", url="https://spdx.org/licenses/MIT.html"),
+        servers=[
+            Server(url="http://127.0.0.1:8080", description="A local gateway (`make run`)"),
+            Server(url="/", description="The host that serves this document"),
+        ],
         tags=[
             Tag(name="availability", description="Stock per SKU and warehouse"),
             Tag(name="prices", description="Customer-specific prices"),

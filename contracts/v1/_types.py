@@ -11,6 +11,7 @@ __all__ = [
     "MAX_BATCH_SKUS",
     "MINOR_UNIT",
     "MONEY_PATTERN",
+    "PATH_REFERENCE_PATTERN",
     "REFERENCE_MAX_LENGTH",
     "REFERENCE_PATTERN",
     "CurrencyCode",
@@ -38,6 +39,10 @@ MAX_BATCH_SKUS = 200
 #: SKUs, order and return numbers: what they may look like on the wire, in bodies and in paths.
 REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/-]*$"
 REFERENCE_MAX_LENGTH = 64
+#: The same references where they are one path segment (``/v1/orders/{orderNumber}``): without
+#: ``/``, which a path cannot carry, not even percent-encoded (``%2F`` is decoded before routing,
+#: so ``/v1/availability/A%2FB`` is the path ``/v1/availability/A/B``, which names no route).
+PATH_REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 Sku = Annotated[
     str,

@@ -22,7 +22,8 @@ class Problem(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True, ren
     status: int
     detail: str
     correlation_id: str
-    instance: str | None = None
+    #: The path of the request the problem is about; always sent.
+    instance: str
     errors: list[FieldError] | None = None
     line: str | None = None
     available: int | None = None

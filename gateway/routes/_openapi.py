@@ -8,24 +8,29 @@ import msgspec
 from litestar._openapi.schema_generation import SchemaCreator
 from litestar._openapi.schema_generation.plugins.struct import StructSchemaPlugin
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Example, OpenAPIType, Reference, Schema
+from litestar.openapi.spec import Example, OpenAPIFormat, OpenAPIType, Reference, Schema
 from litestar.params import Body
 from litestar.typing import FieldDefinition
 
+from contracts._base import Request
 from contracts.v1 import Problem
 from contracts.v1._types import MONEY_PATTERN
 from gateway.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE, PROBLEMS
 
-__all__ = ["ContractSchemaPlugin", "body", "example", "responses"]
+__all__ = ["ContractSchemaPlugin", "body", "example", "problems", "responses"]
 
 #: Every ERP-backed operation can meet these.
 ERP_FAILURES = ("erp-unavailable", "erp-circuit-open", "erp-busy", "erp-timeout", "too-many-requests")
 #: Every /v1 operation needs a bearer token with its scope.
 AUTH_FAILURES = ("unauthorized", "forbidden")
+#: Every operation can meet these: another method on its path, an oversized header section.
+EDGE_FAILURES = ("method-not-allowed", "headers-too-large")
 
 
 def example(summary: str, value: Any) -> Example:
-    return Example(summary=summary, value=value)
+    """A response example, written as given: Litestar drops ``None`` from example values, but the
+    gateway sends every field, ``null`` included, and the spec's examples must validate."""
+    return Example(summary=summary, value=msgspec.Raw(msgspec.json.encode(value)))
 
 
 def body(summary: str, value: Any) -> Any:
@@ -45,14 +50,15 @@ def responses(
     out = {
         status: ResponseSpec(data_container=data, description=description, examples=examples, generate_examples=False)
     }
-    out.update(_problems(*slugs, *AUTH_FAILURES, *ERP_FAILURES))
+    out.update(problems("validation-failed", *slugs, *AUTH_FAILURES, *ERP_FAILURES))
     return out
 
 
-def _problems(*slugs: str) -> dict[int, ResponseSpec]:
-    """Problem responses for the given slugs, grouped by status, each with an example."""
+def problems(*slugs: str) -> dict[int, ResponseSpec]:
+    """Problem responses for the given slugs and the edge's (``EDGE_FAILURES``), grouped by
+    status, each with an example."""
     by_status: dict[int, list[str]] = {}
-    for slug in ("validation-failed", *slugs):
+    for slug in (*slugs, *EDGE_FAILURES):
         by_status.setdefault(PROBLEMS[slug][0], []).append(slug)
     out: dict[int, ResponseSpec] = {}
     for status, group in sorted(by_status.items()):
@@ -70,6 +76,7 @@ def _problems(*slugs: str) -> dict[int, ResponseSpec]:
                         "status": status,
                         "detail": "what went wrong, for a human",
                         "correlationId": "4bf92f3577b34da6a3ce929d0e0e4736",
+                        "instance": "/v1/orders/SO-1002",
                     },
                 )
                 for s in group
@@ -87,6 +94,11 @@ class ContractSchemaPlugin(StructSchemaPlugin):
     is a plain string. This one lets Litestar build the schema, then adds what msgspec's own
     type information says (``msgspec.inspect``): ``additionalProperties: false`` for requests,
     item constraints, and ``MONEY_PATTERN`` for money. It only adds; nothing is changed.
+
+    ``required`` means "always present": a request field is required when it has no default,
+    but a Struct the gateway only answers with and encodes without ``omit_defaults``
+    (``contracts._base.Response``, the health answers) writes every field, so all are listed.
+    The problem ``type`` lists the catalog (``gateway.problems.PROBLEMS``).
     """
 
     def to_openapi_schema(self, field_definition: FieldDefinition, schema_creator: SchemaCreator) -> Schema:
@@ -97,7 +109,21 @@ class ContractSchemaPlugin(StructSchemaPlugin):
                 schema.additional_properties = False
             for field in info.fields:
                 _tighten((schema.properties or {}).get(field.encode_name), field.type, None)
+            config = info.cls.__struct_config__
+            if not issubclass(info.cls, Request) and not config.forbid_unknown_fields and not config.omit_defaults:
+                schema.required = sorted(field.encode_name for field in info.fields)
+            if info.cls is Problem and isinstance(kind := (schema.properties or {}).get("type"), Schema):
+                kind.format = OpenAPIFormat.URI
+                kind.description = _PROBLEM_TYPES
         return schema
+
+
+#: The catalog, for the problem ``type``: a client matches on these URIs (new ones may be added).
+_PROBLEM_TYPES = (
+    "Stable URI of the kind of error; match on it, never on `title` or `detail`. New kinds may be "
+    "added. The kinds (status, title):\n\n"
+    + "\n".join(f"- `{PROBLEM_BASE}{slug}` ({status}, {title})" for slug, (status, title) in PROBLEMS.items())
+)
 
 
 def _tighten(schema: Schema | Reference | None, t: msgspec.inspect.Type, stated: Schema | None) -> None:

@@ -8,7 +8,7 @@ from litestar import Controller, get, post
 from litestar.params import Parameter
 
 from contracts.v1 import AvailabilityBatch, AvailabilityBatchRequest, SkuAvailability
-from contracts.v1._types import REFERENCE_MAX_LENGTH, REFERENCE_PATTERN
+from contracts.v1._types import PATH_REFERENCE_PATTERN, REFERENCE_MAX_LENGTH
 from erp_backends.errors import NotFound
 from gateway.auth.scopes import requires
 from gateway.routes._deps import AnyRequest, erp_call
@@ -27,9 +27,21 @@ _ITEM = {
         {"warehouse": "WEST", "onHand": 100, "committed": 0, "availableToPromise": 100},
     ],
     "asOf": "2026-11-28T10:00:00Z",
+    "freshness": "fresh",
 }
 
-SkuPath = Annotated[str, Parameter(pattern=REFERENCE_PATTERN, max_length=REFERENCE_MAX_LENGTH, description="SKU")]
+SkuPath = Annotated[
+    str,
+    Parameter(
+        pattern=PATH_REFERENCE_PATTERN,
+        max_length=REFERENCE_MAX_LENGTH,
+        description=(
+            "The SKU. A SKU with `/` in it cannot be named in a path, not even percent-encoded (`A%2FB` is "
+            "decoded to two path segments, which name no route: a 404 `not-found`); ask "
+            "`POST /v1/availability/batch` for it, which accepts every SKU."
+        ),
+    ),
+]
 WarehouseQuery = Annotated[
     str | None,
     Parameter(pattern=r"^[A-Za-z0-9_-]+$", max_length=32, description="Only this warehouse (default: all)."),

@@ -11,6 +11,7 @@ from litestar.openapi.spec import Example
 
 from gateway.bootstrap import Check
 from gateway.routes._deps import AnyRequest, runtime_of
+from gateway.routes._openapi import problems
 
 __all__ = ["HealthController"]
 
@@ -27,7 +28,13 @@ class Health(msgspec.Struct, kw_only=True, frozen=True):
 class HealthController(Controller):
     tags = ["operations"]
 
-    @get("/healthz", operation_id="healthz", summary="Liveness: the process answers", include_in_schema=True)
+    @get(
+        "/healthz",
+        operation_id="healthz",
+        summary="Liveness: the process answers",
+        description="Always `ok` while the process serves requests; checks nothing else (see `/readyz`). No token.",
+        responses=problems(),
+    )
     async def healthz(self) -> Health:
         return Health(status="ok")
 
@@ -37,9 +44,10 @@ class HealthController(Controller):
         summary="Readiness: the ERP backend answers",
         description=(
             "503 when the ERP does not answer. A down Redis or an open breaker is reported (`degraded`) but "
-            "keeps the instance in rotation: it still serves from its in-process tier."
+            "keeps the instance in rotation: it still serves from its in-process tier. No token."
         ),
         responses={
+            **problems(),
             503: ResponseSpec(
                 data_container=Health,
                 generate_examples=False,
@@ -60,7 +68,7 @@ class HealthController(Controller):
                         },
                     )
                 ],
-            )
+            ),
         },
     )
     async def readyz(self, request: AnyRequest) -> Response[Health]:

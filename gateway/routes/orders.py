@@ -8,7 +8,7 @@ from litestar import Controller, get, post
 from litestar.params import Parameter, QueryParameter
 
 from contracts.v1 import Order, OrderList, OrderValidation, OrderValidationRequest
-from contracts.v1._types import REFERENCE_MAX_LENGTH, REFERENCE_PATTERN
+from contracts.v1._types import PATH_REFERENCE_PATTERN, REFERENCE_MAX_LENGTH
 from gateway.auth.minimization import minimize_order, minimize_orders
 from gateway.auth.scopes import requires
 from gateway.routes._deps import AnyRequest, erp_call
@@ -54,10 +54,20 @@ _ORDER = {
             "lines": [{"sku": "LAMP-WHT", "quantity": 2}],
         }
     ],
+    "asOf": "2026-11-28T10:00:00Z",
+    "freshness": "fresh",
 }
 
 OrderNumberPath = Annotated[
-    str, Parameter(pattern=REFERENCE_PATTERN, max_length=REFERENCE_MAX_LENGTH, description="ERP order number")
+    str,
+    Parameter(
+        pattern=PATH_REFERENCE_PATTERN,
+        max_length=REFERENCE_MAX_LENGTH,
+        description=(
+            "The ERP order number. One with `/` in it cannot be named in a path, not even percent-encoded "
+            "(a 404 `not-found`): find it by `externalRef`."
+        ),
+    ),
 ]
 ExternalRefQuery = Annotated[
     str,
@@ -135,7 +145,7 @@ class OrdersController(Controller):
         return await erp.validate_order(data, ctx)
 
     @get(
-        "/{order_number:str}",
+        "/{orderNumber:str}",
         operation_id="getOrder",
         **requires("orders:read"),
         summary="Look up an order by its ERP number",
@@ -145,9 +155,9 @@ class OrdersController(Controller):
         ),
         responses=responses(200, Order, "The order", [example("Partly shipped order", _ORDER)], "order-not-found"),
     )
-    async def get_order(self, order_number: OrderNumberPath, request: AnyRequest) -> Order:
+    async def get_order(self, orderNumber: OrderNumberPath, request: AnyRequest) -> Order:  # noqa: N803 - the wire name
         erp, ctx = erp_call(request)
-        return minimize_order(await erp.get_order(order_number, ctx), request.scope)
+        return minimize_order(await erp.get_order(orderNumber, ctx), request.scope)
 
     @get(
         "/",

@@ -24,6 +24,8 @@ _ANSWER = {
             "listPrice": "18.00",
             "lineTotal": "306.00",
             "source": {"kind": "price_list", "priceList": "ACME-2026", "rule": "ACME-TOTE-10"},
+            "asOf": "2026-11-28T10:00:00Z",
+            "freshness": "cached",
         }
     ],
     "listTotal": "360.00",

@@ -8,7 +8,7 @@ from litestar import Controller, Response, get, post
 from litestar.params import HeaderParameter, Parameter
 
 from contracts.v1 import ReturnAuthorization, ReturnRequest
-from contracts.v1._types import REFERENCE_MAX_LENGTH, REFERENCE_PATTERN
+from contracts.v1._types import PATH_REFERENCE_PATTERN, REFERENCE_MAX_LENGTH
 from gateway.auth.scopes import requires
 from gateway.routes._deps import AnyRequest, call_context, erp_call, runtime_of
 from gateway.routes._openapi import body, example, responses
@@ -49,7 +49,11 @@ IdempotencyKeyHeader = Annotated[
 ]
 RmaPath = Annotated[
     str,
-    Parameter(pattern=REFERENCE_PATTERN, max_length=REFERENCE_MAX_LENGTH, description="Return authorization number"),
+    Parameter(
+        pattern=PATH_REFERENCE_PATTERN,
+        max_length=REFERENCE_MAX_LENGTH,
+        description="Return authorization number, as `rmaNumber` in the answer of `createReturn`.",
+    ),
 ]
 
 
@@ -103,10 +107,14 @@ class ReturnsController(Controller):
         return Response(rma, status_code=201, headers=headers)
 
     @get(
-        "/{rma_number:str}",
+        "/{rmaNumber:str}",
         operation_id="getReturn",
         **requires("returns:read"),
         summary="Read a return authorization",
+        description=(
+            "The authorization as `createReturn` answered it, with its current status (`authorized`, then "
+            "`received`, `refunded`, or `rejected`/`cancelled`). Unknown number: 404."
+        ),
         responses=responses(
             200,
             ReturnAuthorization,
@@ -115,6 +123,6 @@ class ReturnsController(Controller):
             "return-authorization-not-found",
         ),
     )
-    async def get_return(self, rma_number: RmaPath, request: AnyRequest) -> ReturnAuthorization:
+    async def get_return(self, rmaNumber: RmaPath, request: AnyRequest) -> ReturnAuthorization:  # noqa: N803 - the wire name
         erp, ctx = erp_call(request)
-        return await erp.get_return(rma_number, ctx)
+        return await erp.get_return(rmaNumber, ctx)

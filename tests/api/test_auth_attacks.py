@@ -351,8 +351,8 @@ def test_every_v1_route_requires_a_token(anonymous: TestClient[Any]) -> None:
     for path, operations in spec["paths"].items():
         if not path.startswith("/v1/"):
             continue
-        concrete = path.replace("{sku}", "MUG-SND").replace("{order_number}", "SO-1001")
-        concrete = concrete.replace("{rma_number}", "RMA-000001")
+        concrete = path.replace("{sku}", "MUG-SND").replace("{orderNumber}", "SO-1001")
+        concrete = concrete.replace("{rmaNumber}", "RMA-000001")
         for method in operations:
             response = anonymous.request(method.upper(), concrete, params={"externalRef": "WC-5001"})
             assert_problem(response, 401, "unauthorized")

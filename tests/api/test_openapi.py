@@ -61,3 +61,35 @@ def test_every_v1_operation_is_documented(spec: dict[str, Any]) -> None:
 
 def test_spec_is_served_by_the_app(spec: dict[str, Any], client: Any) -> None:
     assert msgspec.json.decode(client.get("/docs/openapi.json").content)["paths"].keys() == spec["paths"].keys()
+
+
+def test_the_spec_states_the_wire_behaviour(spec: dict[str, Any]) -> None:
+    """Headers from components, a default problem, no unstated security, camelCase path parameters."""
+    headers = spec["components"]["headers"]
+    for method, path, op in _operations(spec):
+        where = f"{method.upper()} {path}"
+        assert op.get("description"), where
+        assert "security" in op, where
+        assert op["responses"]["default"] == {"$ref": "#/components/responses/Problem"}, where
+        assert {"405", "431"} <= set(op["responses"]), where
+        for code, response in op["responses"].items():
+            if code != "default":
+                assert response["headers"]["X-Request-ID"] == {"$ref": "#/components/headers/X-Request-ID"}
+        for parameter in op.get("parameters", []):
+            if parameter["in"] == "path":
+                assert "_" not in parameter["name"], where
+                assert "{" + parameter["name"] + "}" in path, where
+    assert headers["X-Request-ID"]["required"] is True
+    created = spec["paths"]["/v1/returns"]["post"]["responses"]["201"]["headers"]
+    assert headers[created["Location"]["$ref"].rsplit("/", 1)[1]]["required"] is True
+    assert spec["paths"]["/healthz"]["get"]["security"] == []
+    assert spec["info"]["license"]["name"] == "MIT"
+
+
+def test_a_path_segment_never_holds_a_slash(client: Any) -> None:
+    """``%2F`` is decoded before routing: the single-SKU route cannot be asked for ``A/B`` (the
+    spec's path pattern excludes ``/``); the batch can."""
+    assert client.get("/v1/availability/A%2FB").json()["type"].endswith("/not-found")
+    batch = client.post("/v1/availability/batch", json={"skus": ["A/B"]})
+    assert batch.status_code == 200
+    assert batch.json()["unknownSkus"] == ["A/B"]

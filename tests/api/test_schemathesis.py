@@ -98,8 +98,8 @@ def test_the_api_conforms_to_its_spec(case: schemathesis.Case, gateway: Any, min
 @pytest.mark.parametrize(
     ("path", "method", "parameters", "status"),
     [
-        ("/v1/returns/{rma_number}", "GET", {"path_parameters": {"rma_number": "RMA-000001"}}, 200),
-        ("/v1/orders/{order_number}", "GET", {"path_parameters": {"order_number": "SO-1002"}}, 200),
+        ("/v1/returns/{rmaNumber}", "GET", {"path_parameters": {"rmaNumber": "RMA-000001"}}, 200),
+        ("/v1/orders/{orderNumber}", "GET", {"path_parameters": {"orderNumber": "SO-1002"}}, 200),
         ("/v1/orders", "GET", {"query": {"externalRef": "WC-5002"}}, 200),
         (
             "/v1/availability/{sku}",
