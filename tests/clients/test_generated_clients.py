@@ -154,7 +154,6 @@ def _smoke_env(gateway: tuple[GatewayProcess, dict[str, str]]) -> dict[str, str]
         "ERPGW_URL": process.url,
         "ERPGW_TOKEN": _token(auth_env),
         "ERPGW_NARROW_TOKEN": _token(auth_env, NARROW_SCOPE),
-        "ERPGW_SPEC": str(SPEC),
     }
 
 
