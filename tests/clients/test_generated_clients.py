@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.gateway_process import GatewayProcess
+from tests.harness.gateway_process import GatewayProcess, cli_token
 
 pytestmark = pytest.mark.e2e
 
@@ -134,18 +134,7 @@ def gateway(tmp_path: Path) -> Iterator[tuple[GatewayProcess, dict[str, str]]]:
 
 
 def _token(auth_env: dict[str, str], *scopes: str) -> str:
-    """Minted the README's way, ``erp-gateway token``; all scopes when none are named."""
-    args = [arg for scope in scopes for arg in ("--scope", scope)] or ["--all-scopes"]
-    exe = Path(sys.executable).with_name("erp-gateway")
-    done = subprocess.run(
-        [str(exe), "token", "--client", "smoke", *args],
-        env={**os.environ, **auth_env},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return done.stdout.strip()
+    return cli_token(auth_env, *scopes, client="smoke")
 
 
 def _smoke_env(gateway: tuple[GatewayProcess, dict[str, str]]) -> dict[str, str]:

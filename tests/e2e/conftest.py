@@ -3,15 +3,11 @@ token minted the README's way. Module-scoped: each test module gets its own proc
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.harness.gateway_process import GatewayProcess
+from tests.harness.gateway_process import GatewayProcess, cli_token
 
 
 @pytest.fixture(scope="module")
@@ -30,13 +26,4 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, auth_env: dict[str, str]) 
 @pytest.fixture(scope="module")
 def token(gateway: GatewayProcess, auth_env: dict[str, str]) -> str:
     """Minted the README's way: ``erp-gateway token`` (the gateway trusts its key in dev mode)."""
-    exe = Path(sys.executable).with_name("erp-gateway")
-    done = subprocess.run(
-        [str(exe), "token", "--client", "e2e-tests", "--all-scopes"],
-        env={**os.environ, **auth_env},
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=30,
-    )
-    return done.stdout.strip()
+    return cli_token(auth_env, client="e2e-tests")

@@ -122,3 +122,18 @@ class GatewayProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def cli_token(auth_env: Mapping[str, str], *scopes: str, client: str) -> str:
+    """A token minted the README's way, ``erp-gateway token`` (dev mode); all scopes when none are named."""
+    args = [arg for scope in scopes for arg in ("--scope", scope)] or ["--all-scopes"]
+    exe = Path(sys.executable).with_name("erp-gateway")
+    done = subprocess.run(
+        [str(exe), "token", "--client", client, *args],
+        env={**os.environ, **auth_env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return done.stdout.strip()

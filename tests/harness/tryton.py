@@ -222,20 +222,7 @@ def ensure_venv() -> Path:
         log_path.unlink(missing_ok=True)
         try:
             _run([_base_python(), "-m", "venv", venv], log_path=log_path)
-            _run(
-                [
-                    venv_python(venv),
-                    "-m",
-                    "pip",
-                    "install",
-                    "--disable-pip-version-check",
-                    "--no-input",
-                    "-q",
-                    "-r",
-                    REQUIREMENTS,
-                ],
-                log_path=log_path,
-            )
+            _pip_install(venv, log_path, "-r", REQUIREMENTS)
             _run(
                 [venv_python(venv), "-c", "import trytond, proteus, trytond.modules.sale_complaint"], log_path=log_path
             )
@@ -248,27 +235,20 @@ def ensure_venv() -> Path:
     return venv
 
 
+def _pip_install(venv: Path, log_path: Path, *args: str | Path) -> None:
+    _run(
+        [venv_python(venv), "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "-q", *args],
+        log_path=log_path,
+    )
+
+
 def _install_module(venv: Path, marker: Path) -> None:
     """pip install the erpgw_idempotency module (a wheel build: nothing is written to the repo)."""
     t0 = time.monotonic()
     log_path = cache_dir() / f"{venv.name}.log"
     for old in venv.glob(".module-*"):
         old.unlink()
-    _run(
-        [
-            venv_python(venv),
-            "-m",
-            "pip",
-            "install",
-            "--disable-pip-version-check",
-            "--no-input",
-            "-q",
-            "--no-deps",
-            "--force-reinstall",
-            MODULE_DIR,
-        ],
-        log_path=log_path,
-    )
+    _pip_install(venv, log_path, "--no-deps", "--force-reinstall", MODULE_DIR)
     _run([venv_python(venv), "-c", f"import trytond.modules.{MODULE_NAME}.complaint"], log_path=log_path)
     marker.write_text(module_key())
     _log(f"module {MODULE_NAME} installed in {time.monotonic() - t0:.1f}s")
