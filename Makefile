@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install tryton redis bench clients
+.PHONY: run test lint install tryton redis node bench clients
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,7 @@ run: $(STAMP)
 
 # The spec is linted as partners lint it: Redocly (recommended rules) and Spectral (spectral:oas),
 # pinned in openapi/lint/package-lock.json; both must report no error and no warning.
-lint: $(STAMP)
+lint: $(STAMP) node
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -41,13 +41,19 @@ redis:
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 	@command -v redis-server >/dev/null || { echo "redis-server is required: apt-get install redis-server"; exit 1; }
 
+# The spec linters and the TypeScript client test run on Node.js (npm ci): Debian's packages
+# when the machine has none.
+node:
+	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
+	@command -v npm >/dev/null || { echo "Node.js and npm are required: apt-get install nodejs npm"; exit 1; }
+
 test: lint tryton redis
 	$(BIN)/erp-gateway openapi --check
 	$(BIN)/python -m pytest
 
 # Only the generated-client tests (part of `make test`): Python and TypeScript clients generated
 # from openapi/v1.json call every operation of a running gateway (README: For partners).
-clients: $(STAMP)
+clients: $(STAMP) node
 	$(BIN)/python -m pytest tests/clients
 
 # Benchmarks (not tests): throughput and latency side by side, written to docs/benchmarks.md.
