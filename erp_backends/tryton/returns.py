@@ -154,11 +154,12 @@ class ComplaintReturns:
     async def create(
         self, request: ReturnRequest, token: IdempotencyToken, sale: SaleRecord, type_id: int, ctx: CallContext
     ) -> ReturnOutcome:
-        planned = plan_return(request, sale.order)
         try:
+            planned = plan_return(request, sale.order)
             complaint_id = await self._create(token, sale, type_id, planned, ctx)
         except Rejected:
-            # With the erpgw_idempotency module the key is unique: another attempt made it first.
+            # Another attempt with this key got there first: the order read after it committed
+            # (its units now count as returned), or the erpgw_idempotency module refused ours.
             same_key = await self.find_by_key(token.key, ctx)
             if same_key:
                 return await self.adopt(same_key[0], token, ctx)
