@@ -79,9 +79,16 @@ def report(changes: list[Change]) -> str:
 
 
 def diff(old: Json, new: Json) -> list[Change]:
-    """Every change from ``old`` (published) to ``new`` (current), each marked breaking or not."""
+    """Every change from ``old`` (published) to ``new`` (current), each marked breaking or not.
+
+    A spec that refers to something it does not hold is itself reported (as breaking)."""
     out: list[Change] = []
-    _Walk(old, new, out).paths()
+    walk = _Walk(old, new, out)
+    try:
+        walk.paths()
+        walk.security_schemes()
+    except ValueError as exc:
+        out.append(Change(True, "spec", str(exc)))
     seen: set[Change] = set()
     return [c for c in out if not (c in seen or seen.add(c))]  # type: ignore[func-returns-value]
 
@@ -92,6 +99,20 @@ class _Walk:
 
     def note(self, breaking: bool, where: str, what: str) -> None:
         self.out.append(Change(breaking, where, what))
+
+    # -- security schemes ---------------------------------------------------------------------
+
+    def security_schemes(self) -> None:
+        """A scheme removed or changed in any way breaks a client's generated auth set-up; a new one does not."""
+        old = self.old.get("components", {}).get("securitySchemes", {})
+        new = self.new.get("components", {}).get("securitySchemes", {})
+        for name in sorted(old.keys() - new.keys()):
+            self.note(True, f"security scheme {name}", "removed")
+        for name in sorted(new.keys() - old.keys()):
+            self.note(False, f"security scheme {name}", "added")
+        for name in sorted(old.keys() & new.keys()):
+            if _without_docs(old[name]) != _without_docs(new[name]):
+                self.note(True, f"security scheme {name}", "changed (type, flow, URL or scopes)")
 
     # -- paths and operations ---------------------------------------------------------------
 
@@ -259,7 +280,7 @@ class _Walk:
             self.note(typed, here, f"format changed {of!r} -> {nf!r}")
         self.enum(here, old, new, direction)
         self.limits(here, old, new, direction)
-        if "properties" in old or "properties" in new:
+        if "properties" in old or "properties" in new or isinstance(old.get("additionalProperties"), dict):
             self.object(where, field, old, new, direction, stack)
         if "items" in old or "items" in new:
             items_old, items_new = old.get("items", {}), new.get("items", {})
@@ -327,6 +348,9 @@ class _Walk:
             elif direction == "response" and name in nreq and name not in oreq:
                 self.note(False, here, "now always present (required)")
             self.schema(where, sub(name), op[name], np_[name], direction, stack)
+        old_values, new_values = old.get("additionalProperties"), new.get("additionalProperties")
+        if isinstance(old_values, dict) and isinstance(new_values, dict):  # a map: its values' schema
+            self.schema(where, sub("*"), old_values, new_values, direction, stack)
 
 
 def _at(where: str, field: str) -> str:
@@ -338,7 +362,10 @@ def _pointer(spec: Json, ref: str) -> Json:
         raise ValueError(f"only local references are followed: {ref}")
     node: Any = spec
     for part in ref[2:].split("/"):
-        node = node[part.replace("~1", "/").replace("~0", "~")]
+        try:
+            node = node[part.replace("~1", "/").replace("~0", "~")]
+        except (KeyError, IndexError, TypeError):
+            raise ValueError(f"the spec refers to {ref}, which it does not hold") from None
     return node  # type: ignore[no-any-return]
 
 
@@ -423,3 +450,12 @@ def _security(requirements: list[Json]) -> Security:
 def _show(requirements: Security) -> str:
     ways = [" + ".join(f"{name}{list(scopes) if scopes else ''}" for name, scopes in sorted(r)) for r in requirements]
     return " or ".join(sorted(ways)) or "none"
+
+
+def _without_docs(node: Any) -> Any:
+    """``node`` without its descriptions: what a generated client takes from it."""
+    if isinstance(node, dict):
+        return {key: _without_docs(value) for key, value in node.items() if key != "description"}
+    if isinstance(node, list):
+        return [_without_docs(value) for value in node]
+    return node

@@ -414,3 +414,33 @@ def test_report_puts_breaking_first_and_counts() -> None:
     lines = report(changes).splitlines()
     assert lines[0].startswith("BREAKING")
     assert lines[-1] == "2 breaking, 1 not breaking"  # Item: in both operations
+
+
+def test_a_reference_to_nothing_is_reported_not_a_crash() -> None:
+    changes = _changes(lambda s: s["components"]["schemas"].pop("Item"))
+    assert [c.where for c in breaking(changes)] == ["spec"]
+    assert "#/components/schemas/Item" in changes[0].what
+
+
+def test_a_map_values_type_change_is_breaking() -> None:
+    old = _spec()
+    _schema(old, "Item")["properties"]["by_tier"] = {"type": "object", "additionalProperties": {"type": "integer"}}
+    new = copy.deepcopy(old)
+    _schema(new, "Item")["properties"]["by_tier"]["additionalProperties"] = {"type": "string"}
+    assert any("by_tier.*" in c.where and "type changed" in c.what for c in breaking(diff(old, new)))
+
+
+def test_a_changed_security_scheme_is_breaking_a_new_one_is_not() -> None:
+    old = _spec()
+    old.setdefault("components", {})["securitySchemes"] = {
+        "bearer": {"type": "oauth2", "flows": {"clientCredentials": {"tokenUrl": "https://a/token", "scopes": {}}}}
+    }
+    changed = copy.deepcopy(old)
+    changed["components"]["securitySchemes"]["bearer"] = {"type": "http", "scheme": "basic"}
+    assert [c.where for c in breaking(diff(old, changed))] == ["security scheme bearer"]
+    added = copy.deepcopy(old)
+    added["components"]["securitySchemes"]["other"] = {"type": "http", "scheme": "bearer"}
+    assert breaking(diff(old, added)) == []
+    documented = copy.deepcopy(old)
+    documented["components"]["securitySchemes"]["bearer"]["description"] = "how to get a token"
+    assert diff(old, documented) == []
