@@ -151,6 +151,7 @@ class IdempotentWrites:
         task = asyncio.get_running_loop().create_task(self._attempt(f"{scope}:{key}", fingerprint, perform))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_settled)
         return await asyncio.shield(task)
 
     async def _attempt(
@@ -185,3 +186,9 @@ class IdempotentWrites:
         if self._tasks:  # writes under way finish (bounded by the ERP write timeout)
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._store.aclose()
+
+
+def _settled(task: asyncio.Task[tuple[StoredAnswer, bool]]) -> None:
+    """An attempt whose caller hung up still ends: its failure is logged here, not lost."""
+    if not task.cancelled() and (failure := task.exception()) is not None:
+        log.info("an idempotent write ended in %s after its caller left", type(failure).__name__)
