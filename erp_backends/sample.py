@@ -54,6 +54,7 @@ from erp_backends.rules import (
     price_line,
     round_money,
 )
+from erp_backends.sqlite_file import open_shared
 
 __all__ = ["SampleBackend", "SampleSettings"]
 
@@ -124,12 +125,7 @@ class SampleBackend(ErpBackend):
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            path = Path(self._settings.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            conn.execute("PRAGMA foreign_keys=ON")
+            conn = open_shared(Path(self._settings.path), "PRAGMA foreign_keys=ON")
             _seed_once(conn, self._dataset)
             self._conn = conn
         return self._conn

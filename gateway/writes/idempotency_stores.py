@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from erp_backends.sqlite_file import open_shared
 from gateway.writes.idempotency import Claim, IdempotencyStore, StoredAnswer, StoreUnavailable
 from policies.shared_state import SharedState, SharedStateUnavailable
 
@@ -28,14 +29,7 @@ class SqliteIdempotencyStore(IdempotencyStore):
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self._path, timeout=10.0, isolation_level=None, check_same_thread=False)
-            try:
-                _initialize(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn = open_shared(self._path, *_SCHEMA)
         return self._conn
 
     async def _atomic(self, step: Any, *args: Any) -> Any:
@@ -75,24 +69,12 @@ class SqliteIdempotencyStore(IdempotencyStore):
         self._executor.shutdown(wait=True)
 
 
-def _initialize(conn: sqlite3.Connection) -> None:
-    """WAL mode and the table. Switching to WAL is refused at once (no busy wait) while another
-    process holds the file, which every worker's first write meets at start: retried briefly."""
-    for attempt in range(100):
-        try:
-            conn.execute("PRAGMA busy_timeout=10000")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
-                " owner TEXT NOT NULL, state TEXT NOT NULL, expires_at REAL NOT NULL,"
-                " status INTEGER, body BLOB, location TEXT)"
-            )
-            conn.execute("CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at)")
-            return
-        except sqlite3.OperationalError:
-            if attempt == 99:
-                raise
-            time.sleep(0.02)  # on the store's own thread, never the event loop
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS records (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
+    " owner TEXT NOT NULL, state TEXT NOT NULL, expires_at REAL NOT NULL,"
+    " status INTEGER, body BLOB, location TEXT)",
+    "CREATE INDEX IF NOT EXISTS records_expiry ON records (expires_at)",
+)
 
 
 def _sqlite_claim(conn: sqlite3.Connection, now: float, key: str, fingerprint: str, owner: str, lease: int) -> Claim:

@@ -38,7 +38,8 @@ async def test_returns_survive_a_restart(sample_path: Path) -> None:
 
 
 async def test_the_dataset_is_seeded_once(sample_path: Path) -> None:
-    backends = [_backend(sample_path) for _ in range(3)]
+    # Workers open the file together at start-up; switching to WAL is refused while another holds it.
+    backends = [_backend(sample_path) for _ in range(8)]
     try:
         await asyncio.gather(*(b.check_ready() for b in backends))
     finally:
