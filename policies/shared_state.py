@@ -40,8 +40,8 @@ class SharedState(abc.ABC):
         """The value of each key, in order (None: absent), in one round trip where the store can."""
 
     @abc.abstractmethod
-    async def set_many(self, writes: Sequence[Write], *, only_if_absent: bool = False) -> None:
-        """Write each key; ``only_if_absent``: leave a key that holds a value as it is."""
+    async def set_many(self, writes: Sequence[Write]) -> None:
+        """Write each key."""
 
     @abc.abstractmethod
     async def swap_many(self, writes: Sequence[Write]) -> list[bytes | None]:
@@ -96,11 +96,11 @@ class LenientState:
         except SharedStateUnavailable:
             return None
 
-    async def set_many(self, writes: Sequence[Write], *, only_if_absent: bool = False) -> None:
+    async def set_many(self, writes: Sequence[Write]) -> None:
         if self.strict is None or not self.strict.available or not writes:
             return
         try:
-            await self.strict.set_many(writes, only_if_absent=only_if_absent)
+            await self.strict.set_many(writes)
         except SharedStateUnavailable:
             return
 

@@ -84,9 +84,9 @@ class RedisSharedState(SharedState):
 
         return await self._run(run)
 
-    async def set_many(self, writes: Sequence[Write], *, only_if_absent: bool = False) -> None:
+    async def set_many(self, writes: Sequence[Write]) -> None:
         if writes:
-            await self._pipelined(writes, nx=only_if_absent)
+            await self._pipelined(writes)
 
     async def swap_many(self, writes: Sequence[Write]) -> list[bytes | None]:
         return await self._pipelined(writes, get=True) if writes else []

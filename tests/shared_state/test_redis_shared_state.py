@@ -24,8 +24,6 @@ async def test_get_many_set_many_swap_and_delete(store: SharedState) -> None:
     assert await store.get_many(["a", "b"]) == [None, None]
     await store.set_many([("a", b"1", 60_000), ("b", b"2", None)])
     assert await store.get_many(["a", "b", "c"]) == [b"1", b"2", None]
-    await store.set_many([("a", b"x", 60_000), ("c", b"3", 60_000)], only_if_absent=True)
-    assert await store.get_many(["a", "c"]) == [b"1", b"3"]  # a kept its value
     assert await store.swap_many([("a", b"9", 60_000), ("d", b"4", 60_000)]) == [b"1", None]
     assert await store.get_many(["a", "d"]) == [b"9", b"4"]
     assert await store.delete(["a", "d", "nope"]) == 2
