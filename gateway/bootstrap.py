@@ -91,6 +91,7 @@ def build_adapter(
 def policy_settings(settings: Settings) -> PolicySettings:
     return PolicySettings(
         cache=settings.cache,
+        workers=settings.server.workers,
         retry=settings.retry,
         breaker=settings.breaker,
         erp_limits=settings.erp_limits,

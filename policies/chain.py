@@ -54,6 +54,8 @@ class PolicySettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     breaker: BreakerSettings = msgspec.field(default_factory=BreakerSettings)
     erp_limits: CallBudgetSettings = msgspec.field(default_factory=CallBudgetSettings)
     timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
+    #: Worker processes serving this chain's backend on one host (``ERPGW_SERVER__WORKERS``).
+    workers: int = 1
 
 
 class GuardedBackend(WrappingBackend):
@@ -145,5 +147,5 @@ def wrap_backend(
     """The adapter inside every policy, in the order stated above."""
     edge: ErpBackend = ObservedBackend(adapter, observer) if observer is not None else adapter
     guarded = GuardedBackend(edge, settings, redis)
-    cache = CachingBackend(guarded, redis, settings.cache) if settings.cache.enabled else None
+    cache = CachingBackend(guarded, redis, settings.cache, workers=settings.workers) if settings.cache.enabled else None
     return PolicyChain(name=adapter.name, backend=cache or guarded, guarded=guarded, cache=cache)

@@ -10,7 +10,10 @@ Items, so that batches and single requests share entries (keys: ``policies.cachi
 Freshness per entry: until ``ttl`` it is served as ``cached``; until ``ttl + stale_while_
 revalidate`` it is served ``stale`` while one background call refreshes it; until ``ttl +
 stale_if_error`` it is served ``stale`` only when the ERP fails. Order validation and returns
-are never answered from the cache; a return drops the cached order it changed.
+are never answered from the cache; a return drops the cached order it changed. Orders are
+cached only where that drop reaches every copy: with a shared tier, or in a single worker.
+Without Redis, a second worker could otherwise show an order without the return just made
+through the first one for the order's whole TTL.
 """
 
 from __future__ import annotations
@@ -75,7 +78,13 @@ class CachingBackend(ErpBackend):
     """Wraps a backend (already shielded by limits and breakers) with the two-tier cache."""
 
     def __init__(
-        self, inner: ErpBackend, shared: LenientState, settings: CacheSettings, namespace: str | None = None
+        self,
+        inner: ErpBackend,
+        shared: LenientState,
+        settings: CacheSettings,
+        namespace: str | None = None,
+        *,
+        workers: int = 1,
     ) -> None:
         _check_declarations()
         self.inner = inner
@@ -86,6 +95,8 @@ class CachingBackend(ErpBackend):
         self.store = TieredStore(shared, settings, self.keys)
         self._flight = SingleFlight()
         self._warehouses: frozenset[str] | None = None
+        #: The gateway's own writes (returns) change orders: cache them only where the drop is seen by all.
+        self.orders_cached = shared.configured or workers <= 1
 
     async def _read(
         self,
@@ -226,6 +237,8 @@ class CachingBackend(ErpBackend):
         return found
 
     async def get_order(self, order_number: str, ctx: CallContext) -> Order:
+        if not self.orders_cached:
+            return await self.inner.get_order(order_number, ctx)
         key = self.keys.order(order_number)
         values = await self._read([key], _ORDER, lambda missing: self._fetch_orders(missing, ctx), ctx.notes)
         if key not in values:
@@ -244,6 +257,8 @@ class CachingBackend(ErpBackend):
         return {key: numbers}
 
     async def find_orders(self, external_ref: str, ctx: CallContext) -> OrderList:
+        if not self.orders_cached:
+            return await self.inner.find_orders(external_ref, ctx)
         key = self.keys.order_ref(external_ref)
         values = await self._read([key], _REF, lambda missing: self._fetch_ref(missing, ctx), ctx.notes)
         numbers, _ = values[key]

@@ -129,6 +129,25 @@ async def test_orders_and_invalidation(erp: ControlledErp) -> None:
     assert erp.calls["order"] == 2
 
 
+async def test_without_a_shared_tier_several_workers_never_serve_an_order_a_return_changed(
+    erp: ControlledErp,
+) -> None:
+    """Two workers, no Redis: a return through one cannot drop the other's copy, so neither
+    keeps one; a single worker still caches (its own drop is the only one needed)."""
+    settings = CacheSettings(local_ttl_seconds=0.05)
+    worker_a, worker_b = (CachingBackend(erp, LenientState(None), settings, workers=2) for _ in range(2))
+    await worker_b.get_order("SO-1002", CTX)
+    line = ReturnRequestLine(line_ref="2", quantity=1, reason="damaged")
+    request = ReturnRequest(order_number="SO-1002", lines=[line])
+    await worker_a.create_return(request, IdempotencyToken.for_request("k-orders-private", request), CTX)
+    after = await worker_b.get_order("SO-1002", CTX)
+    assert after.freshness == "fresh"
+    assert after.lines[1].returned_quantity == 1
+    alone = CachingBackend(erp, LenientState(None), settings, workers=1)
+    await alone.get_order("SO-1002", CTX)
+    assert (await alone.get_order("SO-1002", CTX)).freshness == "cached"
+
+
 async def test_the_redis_tier_is_shared_between_workers(
     erp: ControlledErp, shared_redis: Callable[[], LenientState], redis_url: str
 ) -> None:
