@@ -18,7 +18,7 @@ import tomllib
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 from urllib.parse import urlsplit
 
 import msgspec
@@ -27,7 +27,7 @@ from erp_backends.sample import SampleSettings
 from erp_backends.tryton import TrytonSettings
 from gateway.auth.settings import AuthSettings
 from gateway.observability.settings import ObservabilitySettings
-from gateway.shared_state.connect import RedisSettings
+from gateway.shared_state.connect import RedisSettings, parse_nodes
 from gateway.writes.idempotency import IdempotencySettings
 from policies.caching import CacheSettings
 from policies.call_budget import CallBudgetSettings
@@ -387,15 +387,52 @@ def check_startup(settings: Settings, *, serving: bool = True) -> None:
             raise SettingsError("ERPGW_SERVER__TIMEOUT", "set at least 1 second", "server.timeout")
         if token_file := settings.observability.metrics_token_file:
             _readable(token_file, "observability.metrics_token_file")
-        if (url := settings.redis.url) and _scheme(url) not in {"redis", "rediss", "unix"}:
-            hint = f"{url!r} is not a redis://, rediss:// or unix:// URL; leave it empty for no Redis"
-            raise SettingsError("ERPGW_REDIS__URL", hint, "redis.url")
+        _check_redis(settings.redis)
         _writable(settings.idempotency.path, "idempotency.path")
         if not 0.0 <= settings.observability.trace_sample_ratio <= 1.0:
             hint = "set a share between 0 and 1"
             raise SettingsError("ERPGW_OBSERVABILITY__TRACE_SAMPLE_RATIO", hint, "observability.trace_sample_ratio")
     for name, entry in settings.backend_entries().items():
         _check_backend_entry(settings.backend_section(name), entry)
+
+
+def _check_redis(redis: RedisSettings) -> None:
+    """The Redis section names one deployment, completely: each mode's own fields, no other's."""
+
+    def fail(name: str, problem: str) -> NoReturn:
+        raise SettingsError(env_name(f"redis.{name}"), problem, f"redis.{name}")
+
+    if redis.mode == "standalone":
+        if redis.nodes or redis.service_name:
+            extra = "nodes" if redis.nodes else "service_name"
+            fail(extra, "belongs to sentinel or cluster mode: set ERPGW_REDIS__MODE")
+        if redis.url and _scheme(redis.url) not in {"redis", "rediss", "unix"}:
+            fail("url", f"{redis.url!r} is not a redis://, rediss:// or unix:// URL; leave it empty for no Redis")
+        if redis.tls and not redis.url.startswith("rediss://"):
+            fail("tls", "standalone Redis chooses TLS by its URL: use a rediss:// URL")
+    else:
+        if redis.url:
+            fail("url", f"is for standalone Redis; in {redis.mode} mode list the nodes in ERPGW_REDIS__NODES")
+        if not redis.nodes:
+            what = "the Sentinels" if redis.mode == "sentinel" else "one or more cluster nodes"
+            fail("nodes", f"{redis.mode} mode needs {what} as host:port,host:port")
+        try:
+            parse_nodes(redis.nodes)
+        except ValueError as exc:
+            fail("nodes", str(exc))
+        if redis.mode == "sentinel" and not redis.service_name:
+            fail("service_name", "sentinel mode needs the name the Sentinels monitor the primary under")
+        if redis.mode == "cluster" and redis.service_name:
+            fail("service_name", "belongs to sentinel mode")
+    for name in ("password_file", "sentinel_password_file", "tls_ca_file", "tls_cert_file", "tls_key_file"):
+        if path := getattr(redis, name):
+            _readable(path, f"redis.{name}")
+    if "{" in redis.key_prefix or "}" in redis.key_prefix:
+        fail("key_prefix", "must not hold { or }: the keys' hash tags decide their Cluster slot")
+    if redis.max_connections < 1:
+        fail("max_connections", "set at least 1 connection")
+    if redis.timeout_seconds <= 0:
+        fail("timeout_seconds", "set a timeout above 0 seconds")
 
 
 def _check_backend_entry(section: str, entry: BackendSettings) -> None:

@@ -14,14 +14,19 @@ use, never more than 1/``lease_divisor`` of what was left (for 600/min and 2 wor
 a lease must outlast one event-loop turn of a busy worker (a turn can serve 64 requests at 64
 connections), or requests queue for Redis while the next lease is on its way.
 
-The counter is a ``LenientState`` script (``policies.shared_state``), never a raw client. It is
-not applied twice for one lease: a timeout is never retried (the script may have run; the lease
-is treated as not granted and the worker falls back), and only a connection error is retried,
-once and at once (``gateway.shared_state.connect``). A connection lost after the script ran can
-count a lease that is never spent: requests are refused early, never more than the quota pass.
+The counter is a ``LenientState`` script (``policies.shared_state``), never a raw client, on
+two keys of one hash slot (``quota_keys``), so it runs on Redis Cluster as on one server. A
+lease is never applied twice: it carries an id, and a lease id already granted answers its
+grant again (a retry after a timeout or a lost connection; see ``gateway.shared_state.connect``).
 
-When Redis is down, ``when_redis_down`` decides: ``local`` (default) enforces ``requests /
-workers`` per process, ``open`` lets everything through, ``closed`` answers 503.
+When Redis cannot be asked (down, or a failover under way), ``when_redis_down`` decides:
+``local`` (default) lets each process admit ``requests / workers`` in the window, counting what
+it already admitted through Redis in that window; ``open`` lets everything through; ``closed``
+answers 503. The bound, stated exactly: in a window where Redis answered throughout, never more
+than ``requests``; in a window where it did not, ``local`` admits at most ``requests`` plus
+``instances x requests`` (each of the instances' processes at most its share beyond what Redis
+counted), ``closed`` at most ``requests`` plus the leases a failed-over primary had not yet
+copied to its replica (Redis replicates asynchronously: the newest increments can be lost).
 Answers carry IETF ``RateLimit-Policy`` and ``RateLimit`` headers; a refusal is a 429 problem
 with ``Retry-After``.
 """
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import secrets
 import time
 from typing import Literal
 
@@ -37,11 +43,16 @@ import msgspec
 
 from policies.shared_state import LenientState
 
-__all__ = ["QuotaClass", "QuotaDecision", "QuotaLimiter", "QuotaSettings"]
+__all__ = ["QuotaClass", "QuotaDecision", "QuotaLimiter", "QuotaSettings", "quota_keys"]
 
 _LEASE_SCRIPT = "quota-lease"
-# KEYS[1] counter; ARGV: limit, lease divisor, max lease, window ms. Returns {granted, used}.
+# KEYS[1] counter, KEYS[2] the window's granted leases by id (one hash tag: one slot).
+# ARGV: limit, lease divisor, max lease, window ms, lease id. Returns {granted, used}.
+# A lease id already granted answers its grant again and counts nothing: a retry of a lease
+# whose answer was lost (redis-py's Cluster client retries a timed-out script) never spends twice.
 _LEASE = """
+local done = redis.call('HGET', KEYS[2], ARGV[5])
+if done then return {tonumber(done), tonumber(redis.call('GET', KEYS[1]) or '0')} end
 local limit = tonumber(ARGV[1])
 local used = tonumber(redis.call('GET', KEYS[1]) or '0')
 local left = limit - used
@@ -51,8 +62,19 @@ if grant < 1 then grant = 1 end
 if grant > tonumber(ARGV[3]) then grant = tonumber(ARGV[3]) end
 used = redis.call('INCRBY', KEYS[1], grant)
 if used == grant then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
+redis.call('HSET', KEYS[2], ARGV[5], grant)
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return {grant, used}
 """
+
+
+def quota_keys(client_id: str, index: int) -> list[str]:
+    """The counter of ``client_id``'s window ``index`` and its leases, in one hash slot.
+
+    The hash tag is ``{client_id:index}``: every window is its own slot, so clients (and
+    windows) spread over a Cluster's shards; the two keys of one lease are in one."""
+    tag = f"quota:{{{client_id}:{index}}}"
+    return [tag, f"{tag}:leases"]
 
 
 class QuotaClass(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -94,12 +116,13 @@ class QuotaDecision(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class _Window:
-    __slots__ = ("ends", "exhausted", "last_grant", "lease", "leased", "used_seen")
+    __slots__ = ("ends", "exhausted", "last_grant", "lease", "leased", "spent", "used_seen")
 
     def __init__(self, index: int, seconds: int) -> None:
         self.ends = (index + 1) * seconds  # epoch seconds; comparable across window lengths
         self.leased = 0  # tokens this process may still spend without asking Redis
         self.used_seen = 0  # the shared counter as last seen (or the local count without Redis)
+        self.spent = 0  # requests this process let through in this window (leased tokens spent)
         self.exhausted = False  # Redis said nothing is left in this window
         self.last_grant = 0  # size of the last lease: 1 means the window is nearly spent
         # The one lease request in flight for this client and window. A burst that finds the
@@ -143,6 +166,7 @@ class QuotaLimiter:
     ) -> QuotaDecision:
         """Spend one leased token (``window.leased > 0``)."""
         window.leased -= 1
+        window.spent += 1
         if (
             window.last_grant > 4
             and window.leased <= window.last_grant // 4
@@ -188,12 +212,13 @@ class QuotaLimiter:
         try:
             result = await self._shared.run_script(
                 _LEASE_SCRIPT,
-                [f"quota:{client_id}:{index}"],
+                quota_keys(client_id, index),
                 [
                     quota.requests,
                     self.settings.lease_divisor,
                     self.settings.max_lease,
                     quota.window_seconds * 1000 + 1000,
+                    secrets.token_hex(8),
                 ],
             )
             if result is None:
@@ -225,6 +250,9 @@ class QuotaLimiter:
         window = self._local.get(key)
         if window is None:
             window = self._local[key] = _Window(index, quota.window_seconds)
+            # what this process already let through in this window, counted in Redis, counts here too
+            counted = self._windows.get(key)
+            window.used_seen = counted.spent if counted is not None else 0
             self._local.sweep(time.time())
         allowed = window.used_seen < share
         if allowed:

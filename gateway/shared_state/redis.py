@@ -15,11 +15,10 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisClusterException, RedisError
 
-from gateway.shared_state.connect import RedisClient, RedisSettings, connect
+from gateway.shared_state.connect import RedisClient, RedisSettings, connect, multi_get
 from policies.shared_state import LenientState, SharedState, SharedStateUnavailable, Write
 
 __all__ = ["REDIS_FAILURES", "RedisSharedState", "client_of", "open_shared_state"]
@@ -39,6 +38,7 @@ class RedisSharedState(SharedState):
         self.settings = settings
         self.prefix = settings.key_prefix
         self._scripts: dict[str, AsyncScript] = {}
+        self._read_many = multi_get(client)
         self._down_until = 0.0
         self._was_down = False
         self.last_error: str | None = None
@@ -67,12 +67,7 @@ class RedisSharedState(SharedState):
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         names = [self.prefix + key for key in keys]
-        client = self.client
-        values: list[Any]
-        if isinstance(client, RedisCluster):  # one MGET per hash slot, not one cross-slot MGET
-            values = await self._run(lambda: client.mget_nonatomic(names))
-        else:
-            values = await self._run(lambda: client.mget(names))
+        values: list[Any] = await self._run(lambda: self._read_many(names))
         return values
 
     async def _pipelined(self, writes: Sequence[Write], **options: Any) -> list[Any]:

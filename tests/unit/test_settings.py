@@ -147,3 +147,41 @@ def test_startup_checks_name_a_named_backends_variable(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="ERPGW_BACKENDS__NEXT__PASSWORD") as caught:
         check_startup(settings, serving=False)
     assert caught.value.env == "ERPGW_BACKENDS__NEXT__PASSWORD_FILE"
+
+
+@pytest.mark.parametrize(
+    ("redis", "env", "says"),
+    [
+        ({"MODE": "cluster"}, "ERPGW_REDIS__NODES", "needs one or more cluster nodes"),
+        ({"MODE": "sentinel", "NODES": "s1:26379"}, "ERPGW_REDIS__SERVICE_NAME", "monitor the primary"),
+        ({"MODE": "cluster", "NODES": "n1:7000,n2"}, "ERPGW_REDIS__NODES", "'n2' is not host:port"),
+        ({"MODE": "cluster", "NODES": "n1:7000", "URL": "redis://x"}, "ERPGW_REDIS__URL", "is for standalone"),
+        ({"NODES": "n1:7000"}, "ERPGW_REDIS__NODES", "set ERPGW_REDIS__MODE"),
+        ({"URL": "redis://x", "TLS": "true"}, "ERPGW_REDIS__TLS", "rediss:// URL"),
+        ({"URL": "redis://x", "PASSWORD_FILE": "/nonexistent/pw"}, "ERPGW_REDIS__PASSWORD_FILE", "cannot read"),
+        ({"URL": "redis://x", "KEY_PREFIX": "{gw}:"}, "ERPGW_REDIS__KEY_PREFIX", "hash tags"),
+        ({"URL": "redis://x", "MAX_CONNECTIONS": "0"}, "ERPGW_REDIS__MAX_CONNECTIONS", "at least 1"),
+        ({"MODE": "replicated"}, "ERPGW_REDIS__MODE", "standalone"),
+    ],
+)
+def test_a_redis_deployment_is_named_completely(tmp_path: Path, redis: dict[str, str], env: str, says: str) -> None:
+    dev = {"ERPGW_AUTH__DEV_MODE": "true", "ERPGW_AUTH__DEV_KEY_PATH": str(tmp_path / "key.json")}
+    dev["ERPGW_SAMPLE__PATH"] = str(tmp_path / "erp.sqlite")
+    dev["ERPGW_IDEMPOTENCY__PATH"] = str(tmp_path / "idem.sqlite")
+    with pytest.raises(SettingsError, match=says) as caught:
+        check_startup(load_settings({**dev, **{f"ERPGW_REDIS__{k}": v for k, v in redis.items()}}))
+    assert caught.value.env == env
+
+
+def test_each_redis_mode_starts_with_its_own_fields(tmp_path: Path) -> None:
+    password = tmp_path / "pw"
+    password.write_text("s3cret\n")
+    dev = {"ERPGW_AUTH__DEV_MODE": "true", "ERPGW_AUTH__DEV_KEY_PATH": str(tmp_path / "key.json")}
+    dev["ERPGW_SAMPLE__PATH"] = str(tmp_path / "erp.sqlite")
+    dev["ERPGW_IDEMPOTENCY__PATH"] = str(tmp_path / "idem.sqlite")
+    for redis in (
+        {"URL": "rediss://cache:6380/0", "USERNAME": "gw", "PASSWORD_FILE": str(password)},
+        {"MODE": "sentinel", "NODES": "s1:26379,s2:26379,[::1]:26379", "SERVICE_NAME": "gwprimary"},
+        {"MODE": "cluster", "NODES": "n1:7000", "TLS": "true"},
+    ):
+        check_startup(load_settings({**dev, **{f"ERPGW_REDIS__{k}": v for k, v in redis.items()}}))
