@@ -24,6 +24,7 @@ from gateway.problems import PROBLEM_BASE
 from gateway.settings import Settings
 from gateway.writes.idempotency import IdempotencySettings
 from tests.harness.redis_server import RedisServer
+from tests.harness.redis_topologies import RedisClusterHarness, RedisSentinelHarness, TlsRedisServer
 from tests.harness.tryton import TrytonServer
 from tests.harness.tryton_fixtures import clean_tryton
 
@@ -152,6 +153,64 @@ def redis_url(redis_server: RedisServer) -> str:
     client.flushall()
     client.close()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterHarness]:
+    """A six-node Redis Cluster (3 primaries, 1 replica each) this session owns, started on first use."""
+    cluster = RedisClusterHarness(tmp_path_factory.mktemp("redis-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def fresh_redis_cluster(redis_cluster: RedisClusterHarness) -> RedisClusterHarness:
+    """The session's cluster, healthy (killed nodes back, paused ones resumed) and emptied."""
+    redis_cluster.ensure_healthy()
+    redis_cluster.flushall()
+    return redis_cluster
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinelHarness]:
+    """A primary, two replicas and three Sentinels this session owns, started on first use."""
+    sentinel = RedisSentinelHarness(tmp_path_factory.mktemp("redis-sentinel"))
+    sentinel.start()
+    try:
+        yield sentinel
+    finally:
+        sentinel.stop()
+
+
+@pytest.fixture
+def fresh_redis_sentinel(redis_sentinel: RedisSentinelHarness) -> RedisSentinelHarness:
+    """The session's Sentinel deployment, healthy (a primary with 2 replicas, 3 Sentinels) and emptied."""
+    redis_sentinel.ensure_healthy()
+    redis_sentinel.flushall()
+    return redis_sentinel
+
+
+@pytest.fixture(scope="session")
+def redis_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedisServer]:
+    """A standalone Redis on TLS only, with the ACL user ``gw`` (password in ``password_file``)."""
+    server = TlsRedisServer(tmp_path_factory.mktemp("redis-tls"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_redis_tls(redis_tls: TlsRedisServer) -> TlsRedisServer:
+    """The session's TLS Redis, running and emptied."""
+    if not redis_tls.alive():
+        redis_tls.start()
+    redis_tls.flushall()
+    return redis_tls
 
 
 @pytest.fixture(scope="session")
