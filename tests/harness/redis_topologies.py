@@ -518,7 +518,12 @@ class RedisSentinelHarness(_Harness):
         return self.servers
 
     def pause_all(self, include_sentinels: bool = False) -> None:
-        """SIGSTOP the primary and replicas (and the Sentinels too if asked: they then TILT for 30 s)."""
+        """SIGSTOP the primary and replicas (and the Sentinels too if asked: they then TILT for 30 s).
+
+        A pause longer than down-after-milliseconds makes the Sentinels start a failover; usually
+        it aborts (no replica is up), but now and then the election ends just as the nodes resume
+        and a replica is promoted after all: allow ~20 s in ``wait_healthy`` for that.
+        """
         super().pause_all()
         if include_sentinels:
             for node in self.sentinels:
