@@ -32,7 +32,6 @@ lease carries an id, idempotency claims carry their owner), and every other writ
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
@@ -42,6 +41,8 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+
+from gateway.auth.outbound import read_secret
 
 __all__ = ["RedisClient", "RedisSettings", "connect", "multi_get", "parse_nodes"]
 
@@ -102,9 +103,9 @@ def parse_nodes(nodes: str) -> list[tuple[str, int]]:
     return out
 
 
-def read_secret(path: str) -> str | None:
-    """The file's content without its trailing newline (None for no file)."""
-    return Path(path).read_text(encoding="utf-8").rstrip("\r\n") if path else None
+def _secret(path: str, name: str) -> str | None:
+    """The password in ``path`` (None for no file), read as every ``*_file`` setting is read."""
+    return read_secret("", path, f"redis.{name}").reveal() if path else None
 
 
 def _common(settings: RedisSettings) -> dict[str, Any]:
@@ -117,7 +118,7 @@ def _common(settings: RedisSettings) -> dict[str, Any]:
     }
     if settings.username:
         options["username"] = settings.username
-    if (password := read_secret(settings.password_file)) is not None:
+    if (password := _secret(settings.password_file, "password")) is not None:
         options["password"] = password
     return options
 
@@ -158,7 +159,7 @@ def connect(settings: RedisSettings) -> RedisClient | None:
         sentinel_auth: dict[str, Any] = {}
         if settings.sentinel_username:
             sentinel_auth["username"] = settings.sentinel_username
-        if (password := read_secret(settings.sentinel_password_file)) is not None:
+        if (password := _secret(settings.sentinel_password_file, "sentinel_password")) is not None:
             sentinel_auth["password"] = password
         sentinels = Sentinel(  # type: ignore[no-untyped-call]
             parse_nodes(settings.nodes),

@@ -221,6 +221,19 @@ def _server_argv(binary: str, port: int, directory: Path, *extra: str) -> list[s
 
 class _Harness:
     nodes: list[_Node]
+    killed: list[_Node]
+    _by_port: dict[int, _Node]
+    _killed_at: float | None
+
+    def _kill(self, port: int, pid: int) -> tuple[int, int]:
+        """SIGKILL the node on ``port`` and remember it for ``restart_killed``; its (port, pid)."""
+        node = self._by_port[port]
+        node.send(signal.SIGKILL)
+        assert node.proc is not None
+        node.proc.wait(timeout=5)
+        self.killed.append(node)
+        self._killed_at = time.monotonic()
+        return port, pid
 
     def _data_nodes(self) -> list[_Node]:
         return self.nodes
@@ -403,13 +416,7 @@ class RedisClusterHarness(_Harness):
     def kill_primary_for(self, key: str) -> tuple[int, int]:
         """SIGKILL the primary owning ``key``'s slot; returns its (port, pid)."""
         port, pid = self.primary_for(key)
-        node = self._by_port[port]
-        node.send(signal.SIGKILL)
-        assert node.proc is not None
-        node.proc.wait(timeout=5)
-        self.killed.append(node)
-        self._killed_at = time.monotonic()
-        return port, pid
+        return self._kill(port, pid)
 
     def wait_promoted(self, key: str, timeout: float = 15.0) -> float:
         """Until a replica owns ``key``'s slot and every surviving node says cluster_state:ok.
@@ -621,13 +628,7 @@ class RedisSentinelHarness(_Harness):
     def kill_primary(self) -> tuple[int, int]:
         """SIGKILL the current primary; returns its (port, pid)."""
         port, pid = self.primary()
-        node = self._by_port[port]
-        node.send(signal.SIGKILL)
-        assert node.proc is not None
-        node.proc.wait(timeout=5)
-        self.killed.append(node)
-        self._killed_at = time.monotonic()
-        return port, pid
+        return self._kill(port, pid)
 
     def wait_failover(self, timeout: float = 20.0) -> float:
         """Until every live Sentinel names one new primary that answers ROLE as master.
