@@ -68,7 +68,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         "workers": args.workers or settings.server.workers,
         "worker_class": "uvicorn_worker.UvicornWorker",
         "timeout": settings.server.timeout,
-        "graceful_timeout": 10,
+        "graceful_timeout": settings.server.graceful_timeout,
         "reload": args.reload,
         "control_socket_disable": True,
         "accesslog": None,

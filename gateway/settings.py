@@ -95,6 +95,9 @@ class ServerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     workers: int = 2
     #: Seconds a worker may take to answer before gunicorn restarts it.
     timeout: int = 30
+    #: Seconds a worker has after SIGTERM to finish the requests in flight (it takes no new
+    #: connection meanwhile) before it is killed; a pod's grace period must exceed preStop + this.
+    graceful_timeout: int = 10
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -385,6 +388,8 @@ def check_startup(settings: Settings, *, serving: bool = True) -> None:
             raise SettingsError("ERPGW_SERVER__WORKERS", "set at least 1 worker", "server.workers")
         if server.timeout < 1:
             raise SettingsError("ERPGW_SERVER__TIMEOUT", "set at least 1 second", "server.timeout")
+        if server.graceful_timeout < 1:
+            raise SettingsError("ERPGW_SERVER__GRACEFUL_TIMEOUT", "set at least 1 second", "server.graceful_timeout")
         if token_file := settings.observability.metrics_token_file:
             _readable(token_file, "observability.metrics_token_file")
         _check_redis(settings.redis)
