@@ -47,7 +47,8 @@ from tests.harness.redis_topologies import RedisClusterHarness
 
 #: Commands that are the measurement or the client's topology discovery, not the path's cost.
 _NOT_COUNTED = {
-    f"cmdstat_{name}" for name in ("info", "cluster", "ping", "command", "client", "hello", "auth", "readonly")
+    f"cmdstat_{name}"
+    for name in ("info", "cluster", "ping", "command", "client", "hello", "auth", "readonly", "replconf")
 }
 
 
