@@ -143,13 +143,25 @@ async def test_keys_are_scoped_per_client_and_read_as_structured_strings(
         )
 
 
-@pytest.fixture
-def two_instances(tmp_path: Path, dev_key_path: Path, redis_url: str) -> Iterator[tuple[GatewayProcess, ...]]:
-    """Two gunicorn masters (2 workers each) on one ERP file and one Redis, each with its own host file."""
+def _redis_env(topology: str, request: pytest.FixtureRequest) -> dict[str, str]:
+    """The gateway's Redis settings for a standalone server, a Sentinel deployment or a Cluster."""
+    if topology == "standalone":
+        return {"ERPGW_REDIS__URL": request.getfixturevalue("redis_url")}
+    harness = request.getfixturevalue(f"fresh_redis_{topology}")
+    env: dict[str, str] = harness.env()
+    return env
+
+
+@pytest.fixture(params=["standalone", "sentinel", "cluster"])
+def two_instances(
+    tmp_path: Path, dev_key_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[GatewayProcess, ...]]:
+    """Two gunicorn masters (2 workers each) on one ERP file and one Redis (standalone, Sentinel
+    or Cluster: the idempotency claim is one script on one key, so each mode decides alike)."""
     calls = tmp_path / "erp-calls.log"
     shared = {
         **_base_env(tmp_path, dev_key_path, calls),
-        "ERPGW_REDIS__URL": redis_url,
+        **_redis_env(request.param, request),
         "ERPGW_SAMPLE__PATH": str(tmp_path / "erp.sqlite"),
         "ERPGW_SAMPLE__LATENCY_MS": "200",
     }
