@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+import redis as sync_redis
 from joserfc.jwk import RSAKey
 from litestar.testing import TestClient
 
@@ -22,6 +24,8 @@ from gateway.auth.devkeys import load_or_create_dev_key, mint_token
 from gateway.auth.settings import DEV_ISSUER
 from gateway.problems import PROBLEM_BASE
 from gateway.settings import Settings
+from gateway.shared_state import RedisSettings, connect
+from gateway.shared_state.connect import close
 from gateway.writes.idempotency import IdempotencySettings
 from tests.harness.redis_server import RedisServer
 from tests.harness.redis_topologies import RedisClusterHarness, RedisSentinelHarness, TlsRedisServer
@@ -145,8 +149,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """The session's Redis, emptied before each test."""
-    import redis as sync_redis
-
     if redis_server._proc is None:  # a previous test left it stopped
         redis_server.start()
     client = sync_redis.Redis.from_url(redis_server.url)
@@ -238,3 +240,124 @@ def tryton_pg_server() -> Iterator[TrytonServer]:
 def tryton_pg(tryton_pg_server: TrytonServer) -> TrytonServer:
     """The session's PostgreSQL-backed Tryton server holding exactly the dataset."""
     return clean_tryton(tryton_pg_server)
+
+
+#: The Redis deployment modes the shared-tier tests run on (``redis_deployment``'s params).
+REDIS_MODES = ("standalone", "sentinel", "cluster")
+
+
+class RedisDeployment:
+    """One Redis deployment for a test, whatever its mode: settings for the gateway's factory,
+    probe clients of the right kind (closed after the test), and admin views over every primary.
+
+    ``unreachable()``: Redis gone, then back. Standalone: the session's server is stopped and
+    started (it comes back empty); Sentinel and Cluster: every data node is paused (SIGSTOP) and
+    resumed, shorter than the failure detection (2 s), so the topology and the data stay as they were.
+    """
+
+    def __init__(self, mode: str, harness: RedisServer | RedisClusterHarness | RedisSentinelHarness) -> None:
+        self.mode = mode
+        self.harness = harness
+        self._probes: list[Any] = []
+
+    def settings(self, **overrides: Any) -> RedisSettings:
+        """``RedisSettings`` for this deployment (``overrides``: any other field)."""
+        harness = self.harness
+        if isinstance(harness, RedisClusterHarness):
+            where: dict[str, Any] = {"mode": "cluster", "nodes": ",".join(harness.startup_nodes[:3])}
+        elif isinstance(harness, RedisSentinelHarness):
+            nodes = ",".join(harness.sentinel_nodes)
+            where = {"mode": "sentinel", "nodes": nodes, "service_name": harness.service_name}
+        else:
+            where = {"url": harness.url}
+        return RedisSettings(**{**where, **overrides})
+
+    def client(self) -> Any:
+        """An asyncio client of this deployment's kind (``RedisCluster`` on Cluster), made by the
+        gateway's own factory with a generous timeout; closed after the test."""
+        client = connect(self.settings(timeout_seconds=5))
+        assert client is not None
+        self._probes.append(client)
+        return client
+
+    def primaries(self) -> list[int]:
+        """Ports of the data nodes that are primaries now."""
+        harness = self.harness
+        if isinstance(harness, RedisClusterHarness):
+            ports = []
+            for node in harness.nodes:
+                if node.alive() and not node.paused:
+                    with sync_redis.Redis(port=node.port, socket_timeout=2) as admin:
+                        if admin.execute_command("ROLE")[0] in (b"master", "master"):
+                            ports.append(node.port)
+            return ports
+        if isinstance(harness, RedisSentinelHarness):
+            return [harness.primary()[0]]
+        return [harness.port]
+
+    def commandstats(self) -> Counter[str]:
+        """Calls of each command (``mget``, ``evalsha``...) summed over every primary."""
+        calls: Counter[str] = Counter()
+        for port in self.primaries():
+            with sync_redis.Redis(port=port, socket_timeout=2) as admin:
+                for name, stats in admin.info("commandstats").items():
+                    calls[name.removeprefix("cmdstat_")] += int(stats["calls"])
+        return calls
+
+    def keys(self, pattern: str = "*") -> list[bytes]:
+        """Every key matching ``pattern``, from every primary (KEYS on one Cluster node sees its slots only)."""
+        found: list[bytes] = []
+        for port in self.primaries():
+            with sync_redis.Redis(port=port, socket_timeout=2) as admin:
+                found.extend(admin.keys(pattern))
+        return sorted(found)
+
+    def flush(self) -> None:
+        harness = self.harness
+        if isinstance(harness, RedisServer):
+            with sync_redis.Redis.from_url(harness.url) as admin:
+                admin.flushall()
+        else:
+            harness.flushall()
+
+    @contextmanager
+    def unreachable(self) -> Iterator[None]:
+        """Redis cannot be asked inside the block (see the class doc); it answers again after."""
+        harness = self.harness
+        if isinstance(harness, RedisServer):
+            harness.stop()
+            try:
+                yield
+            finally:
+                harness.start()
+            return
+        harness.pause_all()
+        try:
+            yield
+        finally:
+            harness.resume_all()
+
+    async def aclose(self) -> None:
+        for client in self._probes:
+            await close(client)
+        self._probes.clear()
+
+
+@pytest.fixture(params=REDIS_MODES)
+async def redis_deployment(request: pytest.FixtureRequest) -> AsyncIterator[RedisDeployment]:
+    """The shared tier on each deployment mode in turn (ids: standalone, sentinel, cluster), emptied
+    (and, for Sentinel and Cluster, healthy: killed nodes back, paused ones resumed) before the test."""
+    mode: str = request.param
+    harness: RedisServer | RedisClusterHarness | RedisSentinelHarness
+    if mode == "standalone":
+        request.getfixturevalue("redis_url")  # started if a test left it stopped, and emptied
+        harness = request.getfixturevalue("redis_server")
+    elif mode == "sentinel":
+        harness = request.getfixturevalue("fresh_redis_sentinel")
+    else:
+        harness = request.getfixturevalue("fresh_redis_cluster")
+    deployment = RedisDeployment(mode, harness)
+    try:
+        yield deployment
+    finally:
+        await deployment.aclose()

@@ -38,13 +38,13 @@ import msgspec
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.auth.outbound import read_secret
 
-__all__ = ["RedisClient", "RedisSettings", "connect", "multi_get", "parse_nodes"]
+__all__ = ["RedisClient", "RedisSettings", "close", "connect", "multi_get", "parse_nodes"]
 
 #: What ``connect`` may answer (a cluster client groups multi-key reads by slot).
 RedisClient = aioredis.Redis | RedisCluster
@@ -191,3 +191,13 @@ def multi_get(client: RedisClient) -> Callable[[list[str]], Awaitable[list[Any]]
     if isinstance(client, RedisCluster):
         return client.mget_nonatomic
     return client.mget
+
+
+async def close(client: RedisClient) -> None:
+    """Close ``client``'s connections, and on Sentinel those to the Sentinels it asked for the
+    primary (``Sentinel`` keeps a client per Sentinel, which closing the primary's client leaves open)."""
+    await client.aclose()
+    pool = getattr(client, "connection_pool", None)
+    if isinstance(pool, SentinelConnectionPool):
+        for sentinel in pool.sentinel_manager.sentinels:
+            await sentinel.aclose()

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisClusterException, RedisError
 
-from gateway.shared_state.connect import RedisClient, RedisSettings, connect, multi_get
+from gateway.shared_state.connect import RedisClient, RedisSettings, close, connect, multi_get
 from policies.shared_state import LenientState, SharedState, SharedStateUnavailable, Write
 
 __all__ = ["REDIS_FAILURES", "RedisSharedState", "client_of", "open_shared_state"]
@@ -105,7 +105,7 @@ class RedisSharedState(SharedState):
         await self._run(self.client.ping)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await close(self.client)
 
 
 def open_shared_state(settings: RedisSettings) -> LenientState:

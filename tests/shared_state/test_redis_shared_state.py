@@ -1,5 +1,6 @@
-"""The shared-state port (``policies.shared_state``) on Redis: the strict store raises, the
-lenient one answers its fallback, and the connection factory's retry policy."""
+"""The shared-state port (``policies.shared_state``) on Redis, on every deployment mode
+(standalone, Sentinel, Cluster): the strict store raises, the lenient one answers its fallback,
+many keys cost one round trip per node, and the connection factory's retry policy."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ import pytest
 
 from gateway.shared_state import RedisSettings, RedisSharedState, connect, open_shared_state
 from policies.shared_state import LenientState, SharedState, SharedStateUnavailable
+from tests.conftest import RedisDeployment
+from tests.shared_state.round_trips import count_round_trips
 
 
 @pytest.fixture
-async def store(redis_url: str) -> AsyncIterator[SharedState]:
-    state = open_shared_state(RedisSettings(url=redis_url, key_prefix=f"t{uuid.uuid4().hex[:8]}:"))
+async def store(redis_deployment: RedisDeployment) -> AsyncIterator[SharedState]:
+    state = open_shared_state(redis_deployment.settings(key_prefix=f"t{uuid.uuid4().hex[:8]}:", timeout_seconds=2))
     assert state.strict is not None
     yield state.strict
     await state.aclose()
@@ -30,10 +33,53 @@ async def test_get_many_set_many_swap_and_delete(store: SharedState) -> None:
     assert await store.get_many(["a", "d"]) == [None, None]
 
 
-async def test_keys_are_prefixed_and_expire(store: SharedState, redis_url: str) -> None:
-    await store.set_many([("k", b"v", 50)])
+async def test_keys_are_prefixed_and_expire(store: SharedState, redis_deployment: RedisDeployment) -> None:
+    await store.set_many([("k", b"v", 5000)])
     assert isinstance(store, RedisSharedState)
     assert await store.client.pttl(store.prefix + "k") > 0
+    assert redis_deployment.keys(store.prefix + "*") == [(store.prefix + "k").encode()]
+
+
+async def test_many_keys_over_many_slots_cost_one_round_trip_per_node(
+    store: SharedState, redis_deployment: RedisDeployment
+) -> None:
+    """A batch of 200 cache keys (no hash tag: spread over ~200 slots on Cluster): read, written,
+    swapped and deleted in one write per primary, each answer in the caller's key order.
+
+    Standalone and Sentinel: one MGET, one pipeline. Cluster: one MGET (or SET, DEL) per slot,
+    the commands of one node in one pipelined write (redis-py's ``mget_nonatomic`` and cluster
+    pipelines group them by node), so at most one round trip per primary, never one per key."""
+    assert isinstance(store, RedisSharedState)
+    keys = [f"cache:ns:avail:SKU-{i}" for i in range(200)]
+    primaries = redis_deployment.primaries()
+    if redis_deployment.mode == "cluster":
+        slots = {store.client.keyslot(store.prefix + key) for key in keys}  # type: ignore[union-attr]
+        assert len(slots) > 150
+        assert len(primaries) == 3
+    await store.get_many(keys[:1])  # connect (and learn the slot map) before counting
+    await store.set_many([(key, b"warm", 60_000) for key in keys])  # a connection to every primary
+
+    with count_round_trips() as trips:
+        await store.set_many([(key, f"v{i}".encode(), 60_000) for i, key in enumerate(keys) if i % 2 == 0])
+    assert trips.total <= len(primaries)
+    assert set(trips.by_port) <= set(primaries)
+    await store.delete([key for i, key in enumerate(keys) if i % 2])
+
+    with count_round_trips() as trips:
+        values = await store.get_many(keys)
+    assert values == [f"v{i}".encode() if i % 2 == 0 else None for i in range(200)]
+    assert trips.total <= len(primaries)
+    assert set(trips.by_port) <= set(primaries)
+
+    with count_round_trips() as trips:
+        before = await store.swap_many([(key, b"new", 60_000) for key in reversed(keys)])
+    assert before == list(reversed(values))
+    assert trips.total <= len(primaries)
+
+    with count_round_trips() as trips:
+        assert await store.delete(keys) == 200
+    assert trips.total <= len(primaries)
+    assert await store.get_many(keys) == [None] * 200
 
 
 async def test_scripts_run_by_name(store: SharedState) -> None:
