@@ -189,43 +189,58 @@ class TieredStore:
     async def get_many(self, keys: Sequence[str], decoder: msgspec.json.Decoder[Any]) -> dict[str, _Entry[Any]]:
         """Entries for ``keys``: in-process first, the rest in ONE Redis round trip.
 
-        A usable in-process copy is never held up by Redis: once older than
-        ``local_ttl_seconds`` it is still served while one background read (per key and
-        process) picks up what Redis holds now, a newer entry or an invalidation (a key
-        Redis lacks is neither: the copy stays, and goes back to Redis).
+        An in-process copy is served for ``local_ttl_seconds`` after Redis last confirmed it,
+        and not a moment longer while Redis answers: that is how an invalidation made
+        through any worker or instance reaches this one within the local TTL. A copy read
+        in the last quarter of that time is served, and one background read (per key and
+        process) asks Redis for what it holds now (a newer entry, an invalidation, or
+        nothing: a key Redis lacks keeps the copy), so a hot key is confirmed before it
+        runs out and never waits. A copy past it joins the round trip of the missing keys;
+        when Redis cannot answer, the copy is served as it is (no invalidation can be shared
+        then: see ``InvalidationNotShared``).
         """
-        found, remote = self._from_local(keys, decoder)
+        found, remote, held = self._from_local(keys, decoder)
         if remote and self._shared.available:
             found.update(await self._fetch(remote, decoder))
+        for key, entry in held.items():
+            if key not in found and self._local.get(key) is entry:  # Redis did not answer: the copy stands
+                found[key] = entry
         return found
 
     def peek(self, key: str, decoder: msgspec.json.Decoder[Any]) -> _Entry[Any] | None:
         """The in-process entry for ``key``, without waiting for anything (see ``get_many``)."""
-        found, _ = self._from_local((key,), decoder)
+        found, _, _ = self._from_local((key,), decoder)
         return found.get(key)
 
     def _from_local(
         self, keys: Sequence[str], decoder: msgspec.json.Decoder[Any]
-    ) -> tuple[dict[str, _Entry[Any]], list[str]]:
-        """(usable in-process entries, keys to ask Redis for); schedules the background rechecks."""
+    ) -> tuple[dict[str, _Entry[Any]], list[str], dict[str, _Entry[Any]]]:
+        """(servable in-process entries, keys to ask Redis for, copies that Redis must confirm
+        first but that stand if it cannot answer); schedules the background rechecks."""
         now = time.time()
         found: dict[str, _Entry[Any]] = {}
         remote: list[str] = []
+        held: dict[str, _Entry[Any]] = {}
         recheck: list[str] = []
         local = self._local
         shared = self._shared.available
+        ahead = self._settings.local_ttl_seconds / 4
         for key in keys:
             entry = local.get(key)
             if entry is None or entry.error_until <= now:
                 remote.append(key)
                 continue
-            found[key] = entry
             local.move_to_end(key)
-            if shared and entry.local_until <= now and key not in self._rechecking:
+            if shared and entry.local_until <= now:
+                remote.append(key)
+                held[key] = entry
+                continue
+            found[key] = entry
+            if shared and entry.local_until - ahead <= now and key not in self._rechecking:
                 recheck.append(key)
         if recheck:
             self._recheck(recheck, decoder)
-        return found, remote
+        return found, remote, held
 
     async def _fetch(self, keys: list[str], decoder: msgspec.json.Decoder[Any]) -> dict[str, _Entry[Any]]:
         """Read ``keys`` and the stamps guarding them from Redis (ONE MGET) into the in-process tier.
