@@ -295,13 +295,19 @@ class RedisDeployment:
             return [harness.primary()[0]]
         return [harness.port]
 
+    #: What asking for ``commandstats`` itself sends (and connection handshakes): left out of it.
+    ADMIN_COMMANDS = frozenset({"info", "hello", "role", "ping", "client|setinfo"})
+
     def commandstats(self) -> Counter[str]:
-        """Calls of each command (``mget``, ``evalsha``...) summed over every primary."""
+        """Calls of each data command (``mget``, ``evalsha``...) summed over every primary (the
+        admin commands the probe itself sends, ``ADMIN_COMMANDS``, left out): diff two of them."""
         calls: Counter[str] = Counter()
         for port in self.primaries():
             with sync_redis.Redis(port=port, socket_timeout=2) as admin:
                 for name, stats in admin.info("commandstats").items():
-                    calls[name.removeprefix("cmdstat_")] += int(stats["calls"])
+                    command = name.removeprefix("cmdstat_")
+                    if command not in self.ADMIN_COMMANDS:
+                        calls[command] += int(stats["calls"])
         return calls
 
     def keys(self, pattern: str = "*") -> list[bytes]:

@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import pytest
 
 from erp_backends.invocation import Invocation
 from erp_backends.port import CallContext
 from erp_backends.sample import SampleBackend, SampleSettings
-from gateway.shared_state import RedisSettings, open_shared_state
+from gateway.shared_state import open_shared_state
 from policies.shared_state import LenientState
+from tests.conftest import RedisDeployment
 from tests.harness.faults import Fault, FaultInjectingBackend
 
 T = TypeVar("T")
@@ -58,13 +59,19 @@ async def erp(tmp_path: Path) -> AsyncIterator[ControlledErp]:
     await backend.aclose()
 
 
+#: ``shared_redis(**overrides)``: a shared state on the test's Redis deployment, for one simulated worker.
+MakeShared = Callable[..., LenientState]
+
+
 @pytest.fixture
-async def shared_redis(redis_url: str) -> AsyncIterator[Callable[[], LenientState]]:
-    """Makes shared states on the test Redis, one per simulated worker; closes them after."""
+async def shared_redis(redis_deployment: RedisDeployment) -> AsyncIterator[MakeShared]:
+    """Makes shared states on the test's Redis, one per simulated worker, on every deployment
+    mode (``redis_deployment``: standalone, Sentinel, Cluster); closes them after. Keyword
+    arguments override ``RedisSettings`` fields (``retry_seconds=0.1``)."""
     links: list[LenientState] = []
 
-    def make() -> LenientState:
-        link = open_shared_state(RedisSettings(url=redis_url))
+    def make(**overrides: Any) -> LenientState:
+        link = open_shared_state(redis_deployment.settings(**overrides))
         links.append(link)
         return link
 

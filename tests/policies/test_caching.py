@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import msgspec
 import pytest
-import redis.asyncio as aioredis
+from redis.crc import key_slot
 
 from contracts.v1 import OrderList, PriceCheckLine, PriceCheckRequest, ReturnRequest, ReturnRequestLine
 from erp_backends.errors import ErpUnavailable, Rejected
@@ -19,7 +19,9 @@ from gateway.shared_state import RedisSettings, open_shared_state
 from policies.caching import CacheSettings, CachingBackend, OperationCache
 from policies.caching.store import InvalidationNotShared
 from policies.shared_state import LenientState
-from tests.policies.conftest import CTX, ControlledErp
+from tests.conftest import RedisDeployment
+from tests.policies.conftest import CTX, ControlledErp, MakeShared
+from tests.shared_state.round_trips import count_round_trips
 
 T = TypeVar("T")
 FAST = OperationCache(ttl_seconds=0.3, stale_while_revalidate_seconds=0.6, stale_if_error_seconds=30)
@@ -149,49 +151,54 @@ async def test_without_a_shared_tier_several_workers_never_serve_an_order_a_retu
 
 
 async def test_the_redis_tier_is_shared_between_workers(
-    erp: ControlledErp, shared_redis: Callable[[], LenientState], redis_url: str
+    erp: ControlledErp, shared_redis: MakeShared, redis_deployment: RedisDeployment
 ) -> None:
-    worker_a, worker_b = _cache(erp, shared_redis()), _cache(erp, shared_redis())
+    link_b = shared_redis()
+    worker_a, worker_b = _cache(erp, shared_redis()), _cache(erp, link_b)
     skus = [f"SKU-{i}" for i in range(150)] + ["MUG-SND", "TEE-NVY-M"]
     await worker_a.get_availability(skus, None, CTX)
     assert erp.calls["availability"] == 1
-    probe = aioredis.Redis.from_url(redis_url)
-    before = await probe.info("commandstats")
-    answer = await worker_b.get_availability(skus, None, CTX)
-    after = await probe.info("commandstats")
-    await probe.aclose()
+    # B connects to every node before counting (a new connection's handshake is a round trip too)
+    await link_b.get_many([worker_b.keys.availability(sku) for sku in skus])
+    before = redis_deployment.commandstats()
+    with count_round_trips() as trips:
+        answer = await worker_b.get_availability(skus, None, CTX)
+    calls = redis_deployment.commandstats() - before
     assert erp.calls["availability"] == 1  # worker B never asked the ERP
     assert [i.freshness for i in answer.items] == ["cached", "cached"]
     assert len(answer.unknown_skus) == 150
-    calls = {k: after[k]["calls"] - before.get(k, {"calls": 0})["calls"] for k in after if k.startswith("cmdstat_")}
-    data_commands = {k: n for k, n in calls.items() if n and k not in {"cmdstat_info", "cmdstat_hello"}}
-    assert data_commands == {"cmdstat_mget": 1}  # one round trip for the whole batch
+    data_commands = dict(calls)
+    # one round trip for the whole batch: one MGET, or on Cluster one MGET per slot, pipelined
+    # in one write per primary (152 keys over ~150 slots: never one round trip per key)
+    slots = {key_slot(f"erpgw:v1:{worker_b.keys.availability(sku)}".encode()) for sku in skus}
+    if redis_deployment.mode == "cluster":
+        assert data_commands == {"mget": len(slots)}
+        assert len(slots) > 100
+        assert trips.total <= len(redis_deployment.primaries()) == 3
+    else:
+        assert data_commands == {"mget": 1}
+        assert trips.total == 1
 
 
 async def test_redis_down_means_in_process_only_and_recovery(
-    erp: ControlledErp, redis_server: object, redis_url: str
+    erp: ControlledErp, shared_redis: MakeShared, redis_deployment: RedisDeployment
 ) -> None:
-    link = open_shared_state(RedisSettings(url=redis_url, retry_seconds=0.1))
+    link = shared_redis(retry_seconds=0.1, timeout_seconds=0.1)
     cache = _cache(erp, link)
-    redis_server.stop()  # type: ignore[attr-defined]
-    try:
+    with redis_deployment.unreachable():
         answer = await cache.get_availability(["MUG-SND"], None, CTX)
         assert answer.items[0].on_hand == 140
         assert not link.available
         assert link.last_error
-    finally:
-        redis_server.start()  # type: ignore[attr-defined]
     await asyncio.sleep(0.15)
     await cache.get_availability(["LAMP-WHT"], None, CTX)
-    assert link.available
-    probe = aioredis.Redis.from_url(redis_url)
+    assert link.available  # the same client, never reopened
+    probe = redis_deployment.client()
     assert await probe.exists("erpgw:v1:" + cache.keys.availability("LAMP-WHT")) == 1
-    await probe.aclose()
-    await link.aclose()
 
 
 async def test_an_invalidation_reaches_other_workers_in_process_copies(
-    erp: ControlledErp, shared_redis: Callable[[], LenientState]
+    erp: ControlledErp, shared_redis: MakeShared
 ) -> None:
     worker_a, worker_b = _cache(erp, shared_redis()), _cache(erp, shared_redis())
     await worker_a.get_availability(["MUG-SND"], None, CTX)
@@ -206,25 +213,37 @@ async def test_an_invalidation_reaches_other_workers_in_process_copies(
     assert erp.calls["availability"] == 2
 
 
-@pytest.mark.parametrize("emptied_by", ["restart", "flushall"])
-async def test_an_emptied_redis_is_not_an_invalidation(
-    erp: ControlledErp, redis_server: object, redis_url: str, emptied_by: str
+# Standalone only: a restart of the session's server is what empties it (no persistence). A
+# restarted Sentinel or Cluster node comes back as a replica of a primary that kept the data.
+@pytest.mark.parametrize("redis_deployment", ["standalone"], indirect=True)
+async def test_a_restarted_empty_redis_is_not_an_invalidation(
+    erp: ControlledErp, redis_deployment: RedisDeployment
 ) -> None:
-    links = [open_shared_state(RedisSettings(url=redis_url, retry_seconds=0.1)) for _ in range(2)]
+    await _an_emptied_redis_is_not_an_invalidation(erp, redis_deployment, "restart")
+
+
+async def test_a_flushed_redis_is_not_an_invalidation(erp: ControlledErp, redis_deployment: RedisDeployment) -> None:
+    await _an_emptied_redis_is_not_an_invalidation(erp, redis_deployment, "flushall")
+
+
+async def _an_emptied_redis_is_not_an_invalidation(
+    erp: ControlledErp, redis_deployment: RedisDeployment, emptied_by: str
+) -> None:
+    links = [open_shared_state(redis_deployment.settings(retry_seconds=0.1)) for _ in range(2)]
     worker_a, worker_b = _cache(erp, links[0]), _cache(erp, links[1])
     cart = PriceCheckRequest(customer="C-1001", currency="EUR", lines=[PriceCheckLine(sku="TOTE-NAT", quantity=20)])
     for worker in (worker_a, worker_b):  # A asks the ERP, B reads what A stored in Redis
         await worker.get_availability(["MUG-SND", "LAMP-WHT"], None, CTX)
         await worker.check_prices(cart, CTX)
     assert (erp.calls["availability"], erp.calls["prices"]) == (1, 1)
-    probe = aioredis.Redis.from_url(redis_url)
+    probe = redis_deployment.client()
     try:
         if emptied_by == "restart":
-            redis_server.stop()  # type: ignore[attr-defined]
-            redis_server.start()  # type: ignore[attr-defined]  # no persistence: it comes back empty
+            with redis_deployment.unreachable():  # standalone: stopped and started, no persistence
+                pass
         else:
-            await probe.flushall()
-        assert await probe.dbsize() == 0
+            redis_deployment.flush()
+        assert redis_deployment.keys() == []
         for _ in range(4):  # every lookup past the in-process TTL rechecks Redis, which has nothing
             await asyncio.sleep(0.07)
             for worker in (worker_a, worker_b):
@@ -240,15 +259,11 @@ async def test_an_emptied_redis_is_not_an_invalidation(
 
         # An invalidation still reaches the other worker's in-process copies, also those that
         # Redis no longer holds: the customer's prices (a pattern) and a SKU.
-        await probe.flushall()
+        redis_deployment.flush()
         await worker_a.invalidate(skus=["MUG-SND"], customers=["C-1001"])
         await asyncio.sleep(0.07)
         stock = await worker_b.get_availability(["MUG-SND", "LAMP-WHT"], None, CTX)
-        assert [i.freshness for i in stock.items] == ["cached", "cached"]  # its copy, once, while it rechecks
-        await worker_b.check_prices(cart, CTX)
-        await asyncio.sleep(0.05)
-        stock = await worker_b.get_availability(["MUG-SND", "LAMP-WHT"], None, CTX)
-        assert [i.freshness for i in stock.items] == ["fresh", "cached"]
+        assert [i.freshness for i in stock.items] == ["fresh", "cached"]  # past its local TTL: Redis asked first
         assert (await worker_b.check_prices(cart, CTX)).lines[0].freshness == "fresh"
         assert (erp.calls["availability"], erp.calls["prices"]) == (2, 2)
         # ... and what B fetched after the invalidation is served to A from Redis
@@ -260,13 +275,12 @@ async def test_an_emptied_redis_is_not_an_invalidation(
         # An invalidation, then Redis emptied before B rechecked: B cannot know and keeps its
         # copy, but the invalidating worker never gets that copy back through Redis.
         await worker_a.invalidate(skus=["LAMP-WHT"])
-        await probe.flushall()
+        redis_deployment.flush()
         await asyncio.sleep(0.07)
         await worker_b.get_availability(["LAMP-WHT"], None, CTX)  # rechecks: Redis has nothing
         await asyncio.sleep(0.05)
         assert (await worker_a.get_availability(["LAMP-WHT"], None, CTX)).items[0].freshness == "fresh"
     finally:
-        await probe.aclose()
         for worker in (worker_a, worker_b):  # rechecks still under way end with the test
             worker.store.background.cancel_all()
         await asyncio.sleep(0)
@@ -277,7 +291,7 @@ async def test_an_emptied_redis_is_not_an_invalidation(
 
 
 async def test_a_pattern_invalidation_drops_entries_stored_before_it_without_scanning(
-    erp: ControlledErp, shared_redis: Callable[[], LenientState], redis_url: str
+    erp: ControlledErp, shared_redis: MakeShared, redis_deployment: RedisDeployment
 ) -> None:
     worker_a, worker_b = _cache(erp, shared_redis()), _cache(erp, shared_redis())
     find_orders = erp.find_orders
@@ -295,13 +309,11 @@ async def test_a_pattern_invalidation_drops_entries_stored_before_it_without_sca
     await worker_a.check_prices(cart("C-1002"), CTX)
     await worker_a.get_order("SO-1003", CTX)
     await worker_a.find_orders("WC-5003", CTX)
-    probe = aioredis.Redis.from_url(redis_url)
-    await probe.config_resetstat()
+    before = redis_deployment.commandstats()
     assert await worker_a.invalidate(customers=["C-1001"], orders=["SO-1003"]) >= 1
-    stats = await probe.info("commandstats")
-    await probe.aclose()
-    assert "cmdstat_scan" not in stats
-    assert "cmdstat_keys" not in stats
+    stats = redis_deployment.commandstats() - before
+    assert stats["scan"] == stats["keys"] == 0
+    assert stats["set"] >= 1  # the invalidation did reach every primary it had to
     # B has no copy: it reads Redis, where C-1001's entry predates the invalidation
     assert (await worker_b.check_prices(cart("C-1001"), CTX)).lines[0].freshness == "fresh"
     assert (await worker_b.check_prices(cart("C-1002"), CTX)).lines[0].freshness == "cached"
@@ -311,9 +323,7 @@ async def test_a_pattern_invalidation_drops_entries_stored_before_it_without_sca
     assert (erp.calls["prices"], erp.calls["order"], erp.calls["find_orders"]) == (3, 2, 2)
 
 
-async def test_two_namespaces_on_one_redis_never_share_an_entry(
-    erp: ControlledErp, shared_redis: Callable[[], LenientState]
-) -> None:
+async def test_two_namespaces_on_one_redis_never_share_an_entry(erp: ControlledErp, shared_redis: MakeShared) -> None:
     first = CachingBackend(erp, shared_redis(), CacheSettings(local_ttl_seconds=0.05), namespace="first")
     second = CachingBackend(erp, shared_redis(), CacheSettings(local_ttl_seconds=0.05), namespace="second")
     assert (await first.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "fresh"

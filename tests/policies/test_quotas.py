@@ -4,21 +4,26 @@ what happens without Redis."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
-import redis.asyncio as aioredis
 
 from gateway.shared_state import RedisSettings, open_shared_state
 from policies.quotas import QuotaClass, QuotaDecision, QuotaLimiter, QuotaSettings, _Window, _Windows, quota_keys
-from policies.shared_state import LenientState
+from tests.conftest import RedisDeployment
+from tests.policies.conftest import MakeShared
 
 
 def _settings(requests: int, **extra: object) -> QuotaSettings:
     return QuotaSettings(classes={"default": QuotaClass(requests=requests, window_seconds=60)}, **extra)  # type: ignore[arg-type]
 
 
-async def test_a_quota_of_n_holds_across_workers(shared_redis: Callable[[], LenientState]) -> None:
+async def _leases_in_flight(limiter: QuotaLimiter) -> None:
+    """Let the next leases a limiter asked for ahead land (before counting, and before the
+    connections they use are closed)."""
+    await asyncio.gather(*(window.lease for window in limiter._windows.values() if window.lease is not None))
+
+
+async def test_a_quota_of_n_holds_across_workers(shared_redis: MakeShared) -> None:
     workers = [QuotaLimiter(_settings(25), shared_redis(), workers=3) for _ in range(3)]
     verdicts = [await workers[i % 3].acquire("storefront", "default") for i in range(40)]
     assert [v.allowed for v in verdicts] == [True] * 25 + [False] * 15
@@ -30,30 +35,26 @@ async def test_a_quota_of_n_holds_across_workers(shared_redis: Callable[[], Leni
 
 
 async def test_large_quotas_lease_tokens_instead_of_asking_redis_each_time(
-    shared_redis: Callable[[], LenientState], redis_url: str
+    shared_redis: MakeShared, redis_deployment: RedisDeployment
 ) -> None:
     limiter = QuotaLimiter(_settings(100_000, max_lease=50), shared_redis(), workers=2)
-    probe = aioredis.Redis.from_url(redis_url)
-    before = (await probe.info("commandstats")).get("cmdstat_evalsha", {"calls": 0})["calls"]
+    before = redis_deployment.commandstats()
     for _ in range(1000):
         assert (await limiter.acquire("storefront", "default")).allowed
-    after = await probe.info("commandstats")
-    await probe.aclose()
-    scripts = (
-        after.get("cmdstat_evalsha", {"calls": 0})["calls"] + after.get("cmdstat_eval", {"calls": 0})["calls"] - before
-    )
+    await _leases_in_flight(limiter)
+    calls = redis_deployment.commandstats() - before
+    scripts = calls["evalsha"] + calls["eval"]
     assert scripts <= 1000 // 50 + 1  # leases of max_lease=50 tokens
 
 
 async def test_a_burst_on_an_empty_lease_waits_for_one_round_trip_together(
-    shared_redis: Callable[[], LenientState], redis_url: str
+    shared_redis: MakeShared, redis_deployment: RedisDeployment
 ) -> None:
     """200 requests arriving at once: a few lease round trips, and every waiter is woken by
     the lease it waited for, not handed a lock one event-loop turn after another (a queue
     of 200 turns is a latency tail of hundreds of milliseconds under load)."""
     limiter = QuotaLimiter(_settings(100_000, max_lease=50), shared_redis(), workers=1)
-    probe = aioredis.Redis.from_url(redis_url)
-    before = (await probe.info("commandstats")).get("cmdstat_evalsha", {"calls": 0})["calls"]
+    before = redis_deployment.commandstats()
     turn = 0
     finished_in: set[int] = set()  # the loop turns in which requests got their answer
 
@@ -71,17 +72,15 @@ async def test_a_burst_on_an_empty_lease_waits_for_one_round_trip_together(
     counter = asyncio.create_task(count_turns())
     verdicts = await asyncio.gather(*(request() for _ in range(200)))
     counter.cancel()
-    after = await probe.info("commandstats")
-    await probe.aclose()
-    scripts = (
-        after.get("cmdstat_evalsha", {"calls": 0})["calls"] + after.get("cmdstat_eval", {"calls": 0})["calls"] - before
-    )
+    await _leases_in_flight(limiter)
+    calls = redis_deployment.commandstats() - before
+    scripts = calls["evalsha"] + calls["eval"]
     assert all(v.allowed for v in verdicts)
     assert scripts <= 200 // 50 + 1  # a lease is shared by everyone waiting for it
     assert len(finished_in) <= 2 * (200 // 50 + 1)  # woken together per lease, not one per turn
 
 
-async def test_headers_follow_the_ietf_draft(shared_redis: Callable[[], LenientState]) -> None:
+async def test_headers_follow_the_ietf_draft(shared_redis: MakeShared) -> None:
     limiter = QuotaLimiter(_settings(10), shared_redis(), workers=1)
     decision = await limiter.acquire("storefront", "partner-tier")  # unknown class: default
     headers = dict(decision.headers())
@@ -89,38 +88,32 @@ async def test_headers_follow_the_ietf_draft(shared_redis: Callable[[], LenientS
     assert headers[b"ratelimit"].startswith(b'"default";r=9;t=')
 
 
-async def test_without_redis_each_process_enforces_its_share(redis_server: object, redis_url: str) -> None:
-    link = open_shared_state(RedisSettings(url=redis_url, retry_seconds=30))
+async def test_without_redis_each_process_enforces_its_share(
+    shared_redis: MakeShared, redis_deployment: RedisDeployment
+) -> None:
+    link = shared_redis(retry_seconds=30, timeout_seconds=0.1)
     limiter = QuotaLimiter(_settings(10, when_redis_down="local"), link, workers=2)
-    redis_server.stop()  # type: ignore[attr-defined]
-    try:
+    with redis_deployment.unreachable():
         verdicts = [await limiter.acquire("storefront", "default") for _ in range(8)]
-    finally:
-        redis_server.start()  # type: ignore[attr-defined]
-        await link.aclose()
     assert [v.allowed for v in verdicts] == [True] * 5 + [False] * 3
     assert verdicts[0].store_down
 
 
 async def test_a_process_that_loses_redis_mid_window_counts_what_it_already_admitted(
-    redis_server: object, redis_url: str
+    shared_redis: MakeShared, redis_deployment: RedisDeployment
 ) -> None:
-    link = open_shared_state(RedisSettings(url=redis_url, retry_seconds=30))
+    link = shared_redis(retry_seconds=30, timeout_seconds=0.1)
     limiter = QuotaLimiter(_settings(640, when_redis_down="local"), link, workers=2)
     admitted = [(await limiter.acquire("storefront", "default")).allowed for _ in range(300)]
     assert all(admitted)
-    redis_server.stop()  # type: ignore[attr-defined]
-    try:
+    with redis_deployment.unreachable():
         await link.ping()
         # its share is 320: 300 went through Redis already (some leased tokens may be left)
         more = sum([(await limiter.acquire("storefront", "default")).allowed for _ in range(100)])
-    finally:
-        redis_server.start()  # type: ignore[attr-defined]
-        await link.aclose()
     assert 20 <= more <= 20 + 10  # its share left, plus at most one lease (640 / 64) in hand
 
 
-async def test_a_lease_retried_with_its_id_is_granted_once(shared_redis: Callable[[], LenientState]) -> None:
+async def test_a_lease_retried_with_its_id_is_granted_once(shared_redis: MakeShared) -> None:
     """What a retry of a lease whose answer was lost does (redis-py's Cluster client retries a
     timed-out script): the second run answers the first grant and counts nothing."""
     link = shared_redis()
@@ -136,36 +129,28 @@ async def test_a_lease_retried_with_its_id_is_granted_once(shared_redis: Callabl
 
 
 async def test_a_window_redis_refused_stays_refused_on_the_hot_path_when_redis_goes(
-    redis_server: object, redis_url: str
+    shared_redis: MakeShared, redis_deployment: RedisDeployment
 ) -> None:
-    link = open_shared_state(RedisSettings(url=redis_url, retry_seconds=30))
+    link = shared_redis(retry_seconds=30, timeout_seconds=0.1)
     limiter = QuotaLimiter(_settings(3, when_redis_down="local"), link, workers=1)
     assert [(await limiter.acquire("storefront", "default")).allowed for _ in range(4)] == [True] * 3 + [False]
-    redis_server.stop()  # type: ignore[attr-defined]
-    try:
+    with redis_deployment.unreachable():
         await link.ping()  # Redis is now known to be down
         assert not link.available
         # The hot path must not grant from the local share what Redis already refused...
         assert limiter.try_acquire("storefront", "default") is None
         # ...and the full path refuses it, as before.
         assert not (await limiter.acquire("storefront", "default")).allowed
-    finally:
-        redis_server.start()  # type: ignore[attr-defined]
-        await link.aclose()
 
 
 @pytest.mark.parametrize(("mode", "allowed", "remaining"), [("closed", False, 0), ("open", True, 10)])
 async def test_fail_closed_or_open_while_redis_is_down(
-    redis_server: object, redis_url: str, mode: str, allowed: bool, remaining: int
+    shared_redis: MakeShared, redis_deployment: RedisDeployment, mode: str, allowed: bool, remaining: int
 ) -> None:
-    link = open_shared_state(RedisSettings(url=redis_url, retry_seconds=30))
+    link = shared_redis(retry_seconds=30, timeout_seconds=0.1)
     limiter = QuotaLimiter(_settings(10, when_redis_down=mode), link, workers=2)
-    redis_server.stop()  # type: ignore[attr-defined]
-    try:
+    with redis_deployment.unreachable():
         verdicts = [await limiter.acquire("storefront", "default") for _ in range(12)]  # more than the quota
-    finally:
-        redis_server.start()  # type: ignore[attr-defined]
-        await link.aclose()
     assert {(v.allowed, v.remaining, v.store_down) for v in verdicts} == {(allowed, remaining, True)}
 
 
