@@ -19,9 +19,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     ERPGW_IDEMPOTENCY__PATH=/var/lib/erp-gateway/idempotency.sqlite
 COPY --from=build /dist/*.whl /tmp/
 RUN pip install --no-cache-dir /tmp/*.whl && rm /tmp/*.whl \
-    && useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin gateway \
-    && mkdir -p /var/lib/erp-gateway && chown gateway /var/lib/erp-gateway
-USER gateway
+    && groupadd --system --gid 10001 gateway \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin gateway \
+    && mkdir -p /var/lib/erp-gateway && chown 10001:10001 /var/lib/erp-gateway
+# Numeric, so the kubelet can verify runAsNonRoot without the image's /etc/passwd (deploy/).
+USER 10001:10001
 WORKDIR /var/lib/erp-gateway
 VOLUME ["/var/lib/erp-gateway"]
 EXPOSE 8080

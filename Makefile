@@ -8,7 +8,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install tryton redis node bench clients
+.PHONY: run test lint install tryton redis node bench clients checkov
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,7 +47,7 @@ node:
 	@command -v npm >/dev/null || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
 	@command -v npm >/dev/null || { echo "Node.js and npm are required: apt-get install nodejs npm"; exit 1; }
 
-test: lint tryton redis
+test: lint tryton redis checkov
 	$(BIN)/erp-gateway openapi --check
 	$(BIN)/python -m pytest
 
@@ -61,3 +61,12 @@ bench: $(STAMP) redis tryton
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench
+
+# checkov (the policy scan of deploy/, tests/deploy) pins packaging and others below what the
+# project uses, so it gets its own venv, cached in ~/.cache/erp-gateway/ (about 1 min once).
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := $(HOME)/.cache/erp-gateway/checkov-$(CHECKOV_VERSION)
+checkov:
+	@test -f $(CHECKOV_VENV)/.installed || { rm -rf $(CHECKOV_VENV) && $(PYTHON) -m venv $(CHECKOV_VENV) \
+		&& $(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION) \
+		&& touch $(CHECKOV_VENV)/.installed; }
