@@ -29,10 +29,21 @@ class KustomizeError(ValueError):
     """A kustomization this renderer cannot render exactly."""
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A key given twice in one map is an error, as it is to kubectl (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        twice = sorted({str(key) for key in keys if keys.count(key) > 1})
+        if twice:
+            raise KustomizeError(f"line {node.start_mark.line + 1}: {', '.join(twice)} given twice")
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_documents(path: Path) -> list[Resource]:
     """Every non-empty YAML document of a file."""
     with path.open(encoding="utf-8") as handle:
-        return [doc for doc in yaml.safe_load_all(handle) if doc]
+        return [doc for doc in yaml.load_all(handle, Loader=_UniqueKeyLoader) if doc]
 
 
 def render(directory: Path) -> list[Resource]:

@@ -95,6 +95,12 @@ def test_render_refuses_what_it_does_not_render(tmp_path: Path) -> None:
         render(tmp_path)
 
 
+def test_a_key_given_twice_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "twice.yaml").write_text("kind: ConfigMap\ndata:\n  A: '1'\n  A: '2'\n")
+    with pytest.raises(KustomizeError, match="A given twice"):
+        load_documents(tmp_path / "twice.yaml")
+
+
 def test_every_overlay_patch_changes_its_variant() -> None:
     base = render(DEPLOY / "base")
     for name, path in VARIANTS.items():
