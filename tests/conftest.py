@@ -349,20 +349,28 @@ class RedisDeployment:
         self._probes.clear()
 
 
-@pytest.fixture(params=REDIS_MODES)
-async def redis_deployment(request: pytest.FixtureRequest) -> AsyncIterator[RedisDeployment]:
-    """The shared tier on each deployment mode in turn (ids: standalone, sentinel, cluster), emptied
-    (and, for Sentinel and Cluster, healthy: killed nodes back, paused ones resumed) before the test."""
-    mode: str = request.param
+def redis_deployment_for(request: pytest.FixtureRequest, mode: str) -> RedisDeployment:
+    """The session's deployment of ``mode``, emptied (and, for Sentinel and Cluster, healthy:
+    killed nodes back, paused ones resumed); for fixtures with their own mode parameter.
+    The caller closes it (``aclose``)."""
     harness: RedisServer | RedisClusterHarness | RedisSentinelHarness
     if mode == "standalone":
         request.getfixturevalue("redis_url")  # started if a test left it stopped, and emptied
         harness = request.getfixturevalue("redis_server")
     elif mode == "sentinel":
         harness = request.getfixturevalue("fresh_redis_sentinel")
-    else:
+    elif mode == "cluster":
         harness = request.getfixturevalue("fresh_redis_cluster")
-    deployment = RedisDeployment(mode, harness)
+    else:
+        raise ValueError(f"no Redis deployment mode {mode!r}")
+    return RedisDeployment(mode, harness)
+
+
+@pytest.fixture(params=REDIS_MODES)
+async def redis_deployment(request: pytest.FixtureRequest) -> AsyncIterator[RedisDeployment]:
+    """The shared tier on each deployment mode in turn (ids: standalone, sentinel, cluster), emptied
+    (and, for Sentinel and Cluster, healthy: killed nodes back, paused ones resumed) before the test."""
+    deployment = redis_deployment_for(request, request.param)
     try:
         yield deployment
     finally:

@@ -10,11 +10,13 @@ again by itself; transitions are logged once and shown in /readyz.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
+from redis.asyncio.cluster import RedisCluster
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisClusterException, RedisError
 
@@ -42,6 +44,7 @@ class RedisSharedState(SharedState):
         self._down_until = 0.0
         self._was_down = False
         self.last_error: str | None = None
+        self._slot_map = asyncio.Lock()
 
     @property
     def available(self) -> bool:
@@ -51,6 +54,7 @@ class RedisSharedState(SharedState):
         if not self.available:
             raise SharedStateUnavailable(f"Redis: {self.last_error or 'unavailable'}")
         try:
+            await self._learn_slot_map()
             result = await operation()
         except REDIS_FAILURES as exc:
             self._down_until = time.monotonic() + self.settings.retry_seconds
@@ -64,6 +68,20 @@ class RedisSharedState(SharedState):
             self.last_error = None
             log.warning("Redis is back; shared state resumes")
         return result
+
+    async def _learn_slot_map(self) -> None:
+        """Cluster: read the slot map once, by one caller, before any command is sent.
+
+        redis-py's async ``RedisCluster`` (8.1) breaks commands sent concurrently to a client
+        that has not read the slot map yet (first use, or after it closed itself on a
+        connection error during a failover): they fail with ``ConnectionError`` or even an
+        ``AttributeError`` from a connection closed under them (20 concurrent first INCRs: 10
+        failed). Callers wait here instead, and the map is read once."""
+        client = self.client
+        if isinstance(client, RedisCluster) and client._initialize:
+            async with self._slot_map:
+                if client._initialize:
+                    await client.initialize()
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         names = [self.prefix + key for key in keys]

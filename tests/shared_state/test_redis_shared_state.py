@@ -4,6 +4,7 @@ many keys cost one round trip per node, and the connection factory's retry polic
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -125,3 +126,22 @@ async def test_a_timeout_is_never_retried_a_connection_error_once() -> None:
     assert retry.get_retries() == 1
     assert any(issubclass(RedisConnectionError, e) for e in errors)
     assert not any(issubclass(RedisTimeoutError, e) or issubclass(TimeoutError, e) for e in errors)
+
+
+async def test_concurrent_first_calls_on_a_new_client_all_answer(redis_deployment: RedisDeployment) -> None:
+    """The first calls of a worker arrive together (a burst at start-up, or right after the
+    Cluster client closed itself in a failover): every one answers. On Cluster, redis-py 8.1
+    broke such commands (ConnectionError, AttributeError) until the slot map is read once first."""
+    for _ in range(2):
+        state = open_shared_state(redis_deployment.settings(timeout_seconds=2))
+        store = state.strict
+        assert store is not None
+        store.register_script("incr", "return redis.call('INCR', KEYS[1])")
+        results = await asyncio.gather(
+            *(store.run_script("incr", [f"n{i % 3}"], []) for i in range(20)),
+            *(store.set_many([(f"first-{i}", b"v", 60_000)]) for i in range(10)),
+            *(store.get_many([f"first-{i}", f"other-{i}"]) for i in range(10)),
+            return_exceptions=True,
+        )
+        await state.aclose()
+        assert [r for r in results if isinstance(r, BaseException)] == []

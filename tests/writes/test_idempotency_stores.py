@@ -3,6 +3,9 @@ and the two layered (the host's file, then Redis), while Redis answers and while
 
 Store objects on one file stand for the workers of one host; ``layered-two-hosts`` gives each
 store object a file of its own (instances on different hosts), so only Redis serializes them.
+
+Every kind that uses Redis runs on each deployment mode (``redis_deployment``: standalone,
+Sentinel, Cluster): ``sqlite`` and ``layered-redis-down`` need no Redis and run once.
 """
 
 from __future__ import annotations
@@ -18,26 +21,36 @@ from gateway.shared_state import RedisSettings, open_shared_state
 from gateway.writes.idempotency import IdempotencyStore, StoredAnswer
 from gateway.writes.idempotency_stores import LayeredIdempotencyStore, RedisIdempotencyStore, SqliteIdempotencyStore
 from policies.shared_state import LenientState, SharedState
+from tests.conftest import REDIS_MODES, RedisDeployment, redis_deployment_for
 
-STORES = ["sqlite", "redis", "layered", "layered-two-hosts", "layered-redis-down"]
+#: (store kind, Redis deployment mode or None): the kinds on Redis once per mode.
+STORES = [
+    ("sqlite", None),
+    *((kind, mode) for kind in ("redis", "layered", "layered-two-hosts") for mode in REDIS_MODES),
+    ("layered-redis-down", None),
+]
 ANSWER = StoredAnswer(status=201, body=b'{"rmaNumber": "RMA-000001"}', location="/v1/returns/RMA-000001")
 
 #: Makes the store of one simulated worker (all share one state).
 MakeStore = Callable[[], IdempotencyStore]
 
 
-@pytest.fixture(params=STORES)
+@pytest.fixture(params=STORES, ids=[kind if mode is None else f"{kind}-{mode}" for kind, mode in STORES])
 async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MakeStore]:
     made: list[IdempotencyStore] = []
     links: list[LenientState] = []
-    kind: str = request.param
+    kind: str = request.param[0]
+    deployment: RedisDeployment | None = None
+    if request.param[1] is not None:  # that mode's session deployment, emptied
+        deployment = redis_deployment_for(request, request.param[1])
 
     def link() -> SharedState:
         if kind == "layered-redis-down":  # nothing listens there
             links.append(open_shared_state(RedisSettings(url="redis://127.0.0.1:1", timeout_seconds=0.1)))
         else:
             # generous timeouts: this suite is about atomicity, not about a loaded machine being slow
-            links.append(open_shared_state(RedisSettings(url=request.getfixturevalue("redis_url"), timeout_seconds=2)))
+            assert deployment is not None
+            links.append(open_shared_state(deployment.settings(timeout_seconds=2)))
         strict = links[-1].strict
         assert strict is not None
         return strict
@@ -60,6 +73,8 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         await store.aclose()
     for redis in links:
         await redis.aclose()
+    if deployment is not None:
+        await deployment.aclose()
 
 
 def _key() -> str:
@@ -127,11 +142,13 @@ async def test_of_many_racing_claims_exactly_one_wins(make_store: MakeStore) -> 
     assert sum(c.state == "in_progress" for c in claims) == 49
 
 
-async def test_an_attempt_begun_while_redis_was_down_still_holds_its_key_after(redis_url: str, tmp_path: Path) -> None:
+async def test_an_attempt_begun_while_redis_was_down_still_holds_its_key_after(
+    redis_deployment: RedisDeployment, tmp_path: Path
+) -> None:
     """The outage-to-recovery seam: the host's file is asked first, so a claim granted by the
     file alone keeps same-host attempts out after Redis is back."""
     down = open_shared_state(RedisSettings(url="redis://127.0.0.1:1", timeout_seconds=0.1))
-    up = open_shared_state(RedisSettings(url=redis_url))
+    up = open_shared_state(redis_deployment.settings(timeout_seconds=2))
     assert down.strict is not None
     assert up.strict is not None
     local = str(tmp_path / "h.sqlite")
