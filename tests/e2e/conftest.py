@@ -10,6 +10,11 @@ import pytest
 from tests.harness.gateway_process import GatewayProcess, cli_token
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Not skipped anywhere (the suite runs everything); `-m "not slow"` leaves them out locally.
+    config.addinivalue_line("markers", "slow: an end-to-end test that takes tens of seconds")
+
+
 @pytest.fixture(scope="module")
 def auth_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """Auth dev mode, as ``make run`` starts it, with the key in the test's directory."""

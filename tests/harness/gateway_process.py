@@ -104,6 +104,20 @@ class GatewayProcess:
         except OSError:
             return ""
 
+    def send_signal(self, sig: signal.Signals) -> None:
+        """Send ``sig`` to the gunicorn master (only while the process this harness started runs)."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(sig)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """The master's exit status once it has exited, waiting up to ``timeout`` s; None if it still runs."""
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stop(self) -> None:
         if self._proc is None or self._proc.poll() is not None:
             return
