@@ -165,6 +165,10 @@ def build_idempotency_store(settings: Settings, redis: LenientState) -> Idempote
     return LayeredIdempotencyStore(RedisIdempotencyStore(redis.strict), local) if redis.strict else local
 
 
+#: Seconds /readyz gives Redis and the shared breaker states (its whole budget is 2 s).
+SHARED_CHECKS_SECONDS = 1.0
+
+
 class Check(msgspec.Struct, kw_only=True, frozen=True):
     """One line of /readyz. ``required`` checks make the gateway unready when they fail."""
 
@@ -208,7 +212,14 @@ class Runtime:
 
     async def readiness(self) -> list[Check]:
         """Every backend must answer (the default one is required); Redis and breakers are
-        reported, a down Redis only degrades."""
+        reported, a down Redis only degrades. Both are asked at once, and the shared state is
+        given ``SHARED_CHECKS_SECONDS``: a Redis that hangs through a failover reports itself
+        down in time instead of making the whole probe time out (which would count as the
+        instance being unready, on every instance at once)."""
+        backends, shared = await asyncio.gather(self._backend_checks(), self._bounded_shared_checks())
+        return [*backends, *shared]
+
+    async def _backend_checks(self) -> list[Check]:
         checks: list[Check] = []
         for name, chain in self.erp.chains.items():
             required = chain is self.erp.default  # the others serve no operation yet
@@ -218,6 +229,16 @@ class Runtime:
             except (ErpError, TimeoutError) as exc:
                 detail = str(exc) or "timed out"
                 checks.append(Check(name=f"backend:{name}", ok=False, required=required, detail=detail))
+        return checks
+
+    async def _bounded_shared_checks(self) -> list[Check]:
+        try:
+            return await asyncio.wait_for(self._shared_checks(), SHARED_CHECKS_SECONDS)
+        except TimeoutError:
+            return [Check(name="redis", ok=False, required=False, detail="serving from in-process state: timed out")]
+
+    async def _shared_checks(self) -> list[Check]:
+        checks: list[Check] = []
         if self.redis.configured:
             up = await self.redis.ping()
             checks.append(

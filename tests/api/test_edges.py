@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
+import pytest
 from litestar.testing import TestClient
 
 from erp_backends.errors import ErpTimeout, ErpUnavailable
@@ -112,3 +114,34 @@ def test_docs_are_served_and_can_be_switched_off(
     settings = msgspec.convert({"http": {"docs_enabled": False}, "sample": {"path": str(sample_path)}}, Settings)
     with app_client(settings) as closed:
         assert closed.get("/docs").status_code == 404
+
+
+def test_a_hanging_redis_degrades_readiness_instead_of_timing_it_out(
+    client: TestClient[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Redis that hangs through a failover must not make /readyz time out (503 on every
+    instance at once): its checks get their own, shorter budget and report it."""
+    pings: list[float] = []
+
+    class HangingRedis:
+        configured = True
+        last_error = None
+
+        async def ping(self) -> bool:
+            pings.append(1.0)
+            await asyncio.sleep(30)
+            return True
+
+        async def aclose(self) -> None:
+            pass
+
+    monkeypatch.setattr(client.app.state.runtime, "redis", HangingRedis())
+    ready = client.get("/readyz")
+    assert pings == [1.0]
+    assert ready.status_code == 200, ready.text
+    body = ready.json()
+    assert body["status"] == "degraded"
+    checks = {c["name"]: c for c in body["checks"]}
+    assert checks["backend:sample"]["ok"] is True
+    assert (checks["redis"]["ok"], checks["redis"]["required"]) == (False, False)
+    assert "timed out" in checks["redis"]["detail"]
