@@ -269,6 +269,9 @@ def test_restricted_security_context(rendered: Rendered) -> None:
     expected = f"{container['runAsUser']}:{container['runAsGroup']}"
     assert dockerfile_user == [expected], "the image's numeric USER is the pod's runAsUser:runAsGroup"
     assert container["runAsUser"] >= 10000, "above the host's users"
+    for key in ("runAsUser", "runAsGroup"):  # the container's wins: both levels must say the same
+        assert pod[key] == container[key], key
+    assert "args" not in rendered.container, "settings come from the ConfigMap; an argument would override it"
     for key in ("hostNetwork", "hostPID", "hostIPC"):
         assert not rendered.pod.get(key, False)
 
