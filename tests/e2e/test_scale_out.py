@@ -29,6 +29,11 @@ processes (here P = 4) leasing at most ``MAX_LEASE`` tokens at a time:
   workers, beyond what it had spent through Redis: <= N + instances x N + P x MAX_LEASE.
 
 Per-second success counts after a promotion are printed (``-s`` shows them), never asserted.
+
+One known gateway bug is reported, not hidden: a 500 whose logged traceback is a redis-py
+exception outside ``REDIS_FAILURES`` (an ``AttributeError`` from a Cluster connection closed
+under a pipeline, ~1 in 800 requests of some freeze runs) makes its test xfail, and only after
+every other check of that test has passed; any other 500 fails it.
 """
 
 from __future__ import annotations
@@ -70,8 +75,6 @@ LEASE_DIVISOR = 8
 LOCAL_TTL = 0.5
 GRACEFUL_TIMEOUT = 10
 FREEZE_SECONDS = 30
-#: What /readyz says when its checks outlast their time (gateway/routes/health.py).
-READINESS_TIMED_OUT = '"detail":"checks timed out"'
 
 #: The 503 problems the gateway is designed to answer (docs/problems.md); anything else is a bug.
 DESIGNED_503 = {
@@ -736,20 +739,13 @@ async def test_whole_cluster_frozen_30_s_under_read_load(
         await asyncio.to_thread(_assert_quota_shared, [a, b], mint, f"partner-{uuid.uuid4().hex[:8]}")
         await asyncio.to_thread(_assert_invalidation_reaches, a, b, erp, mint(client_id="ops"), INVALIDATED_SKU)
 
-        # Last, so that everything above is still checked: /readyz stayed 200 "degraded".
+        # /readyz stayed 200 "degraded": Redis reported down, the instance kept in rotation. (Before
+        # ef43dca the probe's 2 s ran out behind the hung Cluster: 503 'checks timed out' in 3 to 22
+        # of 16-28 probes per run, on every instance at once.)
         assert len(readiness) >= FREEZE_SECONDS // 3, f"{len(readiness)} probes in {FREEZE_SECONDS} s"
-        assert all(READINESS_TIMED_OUT in text for text in unready), f"/readyz: {dict(probes)}: {unready[:2]}"
-        degraded = probes["200 degraded"]
-        assert degraded + len(unready) >= len(readiness) - 2, dict(probes)  # Redis reported down, in rotation
-        notes = [_escaped_note(escaped, answers)] if escaped else []
-        if unready:
-            notes.append(
-                f"gateway bug: /readyz answered 503 'checks timed out' in {len(unready)} of {len(readiness)} probes "
-                "while the Cluster hung (the Redis ping outlasts READY_TIMEOUT_SECONDS and the timeout is a "
-                f"required check): {dict(probes)}"
-            )
-        if notes:
-            pytest.xfail("; ".join(notes))
+        assert not unready, f"/readyz during the freeze: {dict(probes)}: {unready[:2]}"
+        assert probes["200 degraded"] >= len(readiness) - 2, dict(probes)
+        _xfail_if_escaped(escaped, answers)  # last: every other check has run
 
 
 # -- 5. graceful shutdown under load ---------------------------------------------------------------
