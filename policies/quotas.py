@@ -26,7 +26,9 @@ answers 503. The bound, stated exactly: in a window where Redis answered through
 than ``requests``; in a window where it did not, ``local`` admits at most ``requests`` plus
 ``instances x requests`` (each of the instances' processes at most its share beyond what Redis
 counted), ``closed`` at most ``requests`` plus the leases a failed-over primary had not yet
-copied to its replica (Redis replicates asynchronously: the newest increments can be lost).
+copied to its replica (Redis replicates asynchronously: the newest increments can be lost);
+a failover adds those lost leases to the ``local`` bound too. A refusal by the local share is
+the quota's answer (429); only ``closed`` answers 503.
 Answers carry IETF ``RateLimit-Policy`` and ``RateLimit`` headers; a refusal is a 429 problem
 with ``Retry-After``.
 """
@@ -106,6 +108,8 @@ class QuotaDecision(msgspec.Struct, frozen=True, kw_only=True):
     window_seconds: int
     remaining: int
     reset_seconds: int
+    #: The quota could not be checked (Redis down and ``when_redis_down`` is ``open`` or
+    #: ``closed``); a refusal is then a 503, not a 429. ``local`` decides, so it is False.
     store_down: bool = False
 
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -264,7 +268,7 @@ class QuotaLimiter:
             window_seconds=quota.window_seconds,
             remaining=max(0, share - window.used_seen),
             reset_seconds=reset,
-            store_down=self._counted,
+            # decided, locally: a refusal is the quota's own answer (429), not "cannot check" (503)
         )
 
     def _decision(self, allowed: bool, policy: str, quota: QuotaClass, window: _Window, reset: int) -> QuotaDecision:
