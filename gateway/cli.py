@@ -53,6 +53,15 @@ def _post_worker_init(worker: Any) -> None:
     gc.freeze()
 
 
+def _with_serve_options(settings: Settings, args: argparse.Namespace) -> Settings:
+    """The settings with ``serve``'s options in them: the workers read ``server.workers`` too
+    (each worker's quota share, whether orders may be cached), not only gunicorn."""
+    server = settings.server
+    options = {"host": args.host, "port": args.port, "workers": args.workers}
+    given = {name: value for name, value in options.items() if value is not None}
+    return msgspec.structs.replace(settings, server=msgspec.structs.replace(server, **given)) if given else settings
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     # Before prometheus_client is first imported (it picks its storage then): every worker
     # writes its samples here and /metrics adds them up. Fresh per run, removed at exit.
@@ -64,8 +73,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.app import create_app
 
     options: dict[str, Any] = {
-        "bind": f"{args.host or settings.server.host}:{args.port or settings.server.port}",
-        "workers": args.workers or settings.server.workers,
+        "bind": f"{settings.server.host}:{settings.server.port}",
+        "workers": settings.server.workers,
         "worker_class": "uvicorn_worker.UvicornWorker",
         "timeout": settings.server.timeout,
         "graceful_timeout": settings.server.graceful_timeout,
@@ -234,6 +243,8 @@ def main(argv: Sequence[str] | None = None, *, wrap_adapter: WrapAdapter | None 
     args.wrap_adapter = wrap_adapter
     try:
         settings = load_settings()
+        if args.run is _serve:
+            settings = _with_serve_options(settings, args)
         if args.run in (_serve, _check_backend):
             # In the gunicorn master, before forking: a bad setting is one line here, not a
             # traceback per worker and "Worker failed to boot".

@@ -185,3 +185,14 @@ def test_each_redis_mode_starts_with_its_own_fields(tmp_path: Path) -> None:
         {"MODE": "cluster", "NODES": "n1:7000", "TLS": "true"},
     ):
         check_startup(load_settings({**dev, **{f"ERPGW_REDIS__{k}": v for k, v in redis.items()}}))
+
+
+def test_serve_options_become_the_server_settings_every_worker_reads() -> None:
+    from argparse import Namespace
+
+    from gateway.cli import _with_serve_options
+
+    settings = load_settings({"ERPGW_SERVER__WORKERS": "2", "ERPGW_SERVER__PORT": "9100"})
+    given = _with_serve_options(settings, Namespace(host=None, port=None, workers=4))
+    assert (given.server.workers, given.server.port, given.server.host) == (4, 9100, "127.0.0.1")
+    assert _with_serve_options(settings, Namespace(host=None, port=None, workers=None)) is settings
