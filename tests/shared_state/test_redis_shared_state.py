@@ -89,6 +89,53 @@ async def test_scripts_run_by_name(store: SharedState) -> None:
     assert await store.run_script("incr", ["n"], [3]) == 5
 
 
+async def test_scripts_run_many_in_one_round_trip_per_node(
+    store: SharedState, redis_deployment: RedisDeployment
+) -> None:
+    """Pipelined one-key scripts (the cache's conditional put), loaded once after ``NOSCRIPT``."""
+    store.register_script("put-if-absent", "return redis.call('SET', KEYS[1], ARGV[1], 'NX') and 1 or 0")
+    calls: list[tuple[list[str], list[str]]] = [([f"item:{i}"], [f"v{i}"]) for i in range(40)]
+    await store.get_many(["warm-up"])  # connections made before counting
+    with count_round_trips() as trips:  # NOSCRIPT from the first pipeline, SCRIPT LOAD, again
+        assert await store.run_script_many("put-if-absent", calls) == [1] * 40
+    nodes = len(redis_deployment.primaries())
+    assert trips.total <= 3 * nodes + 2, dict(trips.by_port)  # not one per key
+    with count_round_trips() as trips:
+        assert await store.run_script_many("put-if-absent", [*calls[:3], (["fresh"], ["x"])]) == [0, 0, 0, 1]
+    assert trips.total <= nodes, dict(trips.by_port)
+    assert await store.get_many(["item:0", "item:39", "fresh"]) == [b"v0", b"v39", b"x"]
+    assert await store.run_script_many("put-if-absent", []) == []
+
+
+class _BrokenClient:
+    """A client as redis-py's async Cluster client was seen to fail under failover: an
+    ``AttributeError`` from a connection closed under a command, or no answer at all."""
+
+    def __init__(self, failure: BaseException | None) -> None:
+        self.failure = failure
+        self.calls = 0
+
+    async def mget(self, *keys: str) -> list[bytes | None]:
+        self.calls += 1
+        if self.failure is not None:
+            raise self.failure
+        await asyncio.sleep(3600)
+        raise AssertionError("not reached")
+
+
+@pytest.mark.parametrize("failure", [AttributeError("'NoneType' object has no attribute 'write'"), None])
+async def test_any_failure_inside_the_client_is_redis_unavailable(failure: BaseException | None) -> None:
+    """Never a 500 for a redis-py bug, never a caller held by a hung server past the deadline."""
+    settings = RedisSettings(url="redis://127.0.0.1:1", timeout_seconds=0.01, retry_seconds=30)
+    client = _BrokenClient(failure)
+    strict = RedisSharedState(client, settings)  # type: ignore[arg-type]
+    with pytest.raises(SharedStateUnavailable, match="AttributeError" if failure else "TimeoutError"):
+        await strict.get_many(["a"])
+    assert not strict.available
+    assert await LenientState(strict).get_many(["a"]) is None  # the back-off window: not asked again
+    assert client.calls == 1
+
+
 async def test_a_failure_raises_then_backs_off_and_the_lenient_store_falls_back() -> None:
     strict = RedisSharedState(
         connect(RedisSettings(url="redis://127.0.0.1:1", timeout_seconds=0.1, retry_seconds=30)),  # type: ignore[arg-type]
