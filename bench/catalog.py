@@ -51,7 +51,8 @@ async def _fill(cache: CachingBackend, start: int, stop: int, as_of: datetime) -
     for first in range(start, stop, 1000):
         batch = range(first, min(stop, first + 1000))
         await cache.store.put_many(
-            (cache.keys.availability(f"SKU-{i:06d}"), _item(f"SKU-{i:06d}", as_of), 300.0) for i in batch
+            ((cache.keys.availability(f"SKU-{i:06d}"), _item(f"SKU-{i:06d}", as_of), 300.0) for i in batch),
+            read_at=time.time(),
         )
 
 

@@ -60,6 +60,11 @@ class SharedState(abc.ABC):
         """Run a registered script on ``keys`` (one key: legal on any deployment) with ``args``."""
 
     @abc.abstractmethod
+    async def run_script_many(self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]) -> list[Any]:
+        """Run a registered script once per ``(keys, args)`` (one key each), in one round trip
+        per server; the answers in order. Each run is atomic on its key, the batch is not."""
+
+    @abc.abstractmethod
     async def ping(self) -> None:
         """Ask the store now, even inside a back-off window; raise when it does not answer."""
 
@@ -123,6 +128,19 @@ class LenientState:
             return None
         try:
             return await self.strict.run_script(name, keys, args)
+        except SharedStateUnavailable:
+            return None
+
+    async def run_script_many(
+        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Any]]]
+    ) -> list[Any] | None:
+        """The scripts' answers, or None when the store cannot be asked."""
+        if self.strict is None or not self.strict.available:
+            return None
+        if not calls:
+            return []
+        try:
+            return await self.strict.run_script_many(name, calls)
         except SharedStateUnavailable:
             return None
 

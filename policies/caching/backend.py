@@ -155,6 +155,7 @@ class CachingBackend(ErpBackend):
 
     async def _fetch_availability(self, keys: list[str], ctx: CallContext) -> dict[str, Any]:
         skus = [self.keys.sku_of(k) for k in keys]
+        read_at = time.time()
         batch = await self.inner.get_availability(skus, None, ctx)
         found: dict[str, Any] = {self.keys.availability(item.sku): item for item in batch.items}
         if batch.items:
@@ -162,7 +163,8 @@ class CachingBackend(ErpBackend):
         found.update({self.keys.availability(sku): None for sku in batch.unknown_skus})
         rule = self.settings.availability
         await self.store.put_many(
-            (k, v, self.settings.unknown_sku_ttl_seconds if v is None else rule) for k, v in found.items()
+            ((k, v, self.settings.unknown_sku_ttl_seconds if v is None else rule) for k, v in found.items()),
+            read_at=read_at,
         )
         return found
 
@@ -205,6 +207,7 @@ class CachingBackend(ErpBackend):
 
     async def _fetch_prices(self, keys: list[str], request: PriceCheckRequest, ctx: CallContext) -> dict[str, Any]:
         lines = [PriceCheckLine(sku=sku, quantity=quantity) for sku, quantity in map(self.keys.price_line_of, keys)]
+        read_at = time.time()
         try:
             answer = await self.inner.check_prices(
                 PriceCheckRequest(currency=request.currency, customer=request.customer, lines=lines), ctx
@@ -212,7 +215,7 @@ class CachingBackend(ErpBackend):
         except Rejected as exc:
             raise _renumbered(exc, lines, request) from exc
         found = dict(zip(keys, answer.lines, strict=True))
-        await self.store.put_many((k, v, self.settings.prices) for k, v in found.items())
+        await self.store.put_many(((k, v, self.settings.prices) for k, v in found.items()), read_at=read_at)
         return found
 
     async def check_prices(self, request: PriceCheckRequest, ctx: CallContext) -> PriceCheck:
@@ -228,12 +231,13 @@ class CachingBackend(ErpBackend):
 
     async def _fetch_orders(self, keys: list[str], ctx: CallContext) -> dict[str, Any]:
         found: dict[str, Any] = {}
+        read_at = time.time()
         for key in keys:
             try:
                 found[key] = await self.inner.get_order(self.keys.order_number_of(key), ctx)
             except NotFound:
                 continue
-        await self.store.put_many((k, v, self.settings.orders) for k, v in found.items())
+        await self.store.put_many(((k, v, self.settings.orders) for k, v in found.items()), read_at=read_at)
         return found
 
     async def get_order(self, order_number: str, ctx: CallContext) -> Order:
@@ -248,11 +252,13 @@ class CachingBackend(ErpBackend):
 
     async def _fetch_ref(self, keys: list[str], ctx: CallContext) -> dict[str, Any]:
         (key,) = keys
+        read_at = time.time()
         found = await self.inner.find_orders(self.keys.ref_of(key), ctx)
         numbers = [o.order_number for o in found.items]
         rule = self.settings.orders
         await self.store.put_many(
-            [(key, numbers, rule), *((self.keys.order(o.order_number), o, rule) for o in found.items)]
+            [(key, numbers, rule), *((self.keys.order(o.order_number), o, rule) for o in found.items)],
+            read_at=read_at,
         )
         return {key: numbers}
 

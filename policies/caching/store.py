@@ -32,7 +32,7 @@ import msgspec
 
 from erp_backends.errors import ErpUnavailable
 from policies.caching.keys import CacheKeys
-from policies.shared_state import LenientState, Write
+from policies.shared_state import LenientState
 
 __all__ = ["BackgroundTasks", "CacheSettings", "InvalidationNotShared", "OperationCache", "TieredStore"]
 
@@ -138,6 +138,25 @@ class BackgroundTasks:
             task.cancel()
 
 
+#: Writes one entry unless its key holds something newer: a tombstone (a bare epoch time) at
+#: or after the entry's read time, or an entry read later. An answer the ERP gave before an
+#: invalidation, stored after it, would otherwise overwrite the tombstone and be served as new.
+#: KEYS[1] the item; ARGV: the envelope, the time its value was read, milliseconds to live.
+#: The envelope's last field is its read time (``_Envelope.stored_at``). Answers 1 if written.
+_PUT = """
+local old = redis.call('GET', KEYS[1])
+if old then
+  local at
+  if string.byte(old, 1) == 91 then at = tonumber(string.match(old, ',([^,]+)%]$'))
+  else at = tonumber(old) end
+  if at and at >= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+return 1
+"""
+_PUT_SCRIPT = "cache-put"
+
+
 class TieredStore:
     """The two tiers. Values are decoded once on the way in and kept decoded in-process."""
 
@@ -151,6 +170,9 @@ class TieredStore:
         self._encoder = msgspec.json.Encoder(decimal_format="string")
         self._envelope = msgspec.json.Decoder(_Envelope | float)  # an entry, or a tombstone
         self._rechecking: set[str] = set()
+        #: When this process last dropped entries: a value read before it is not kept in-process.
+        self._dropped_at = 0.0
+        shared.register_script(_PUT_SCRIPT, _PUT)
         self.background = BackgroundTasks()
         #: How long a stamp must outlive its invalidation: as long as any entry stored before it.
         longest = max(
@@ -306,35 +328,46 @@ class TieredStore:
 
         self.background.spawn(run())
 
-    async def put_many(self, items: Iterable[tuple[str, Any, OperationCache | float]]) -> None:
+    async def put_many(self, items: Iterable[tuple[str, Any, OperationCache | float]], *, read_at: float) -> None:
+        """Store values the ERP gave at ``read_at`` (taken before the call was sent): their
+        deadlines and their place against any invalidation count from then. In Redis, an entry
+        does not replace a newer one or a tombstone written since ``read_at`` (``_PUT``); in
+        this process, values read before its last invalidation are not kept, and a copy lives
+        ``local_ttl_seconds`` from ``read_at``."""
         now = time.time()
-        writes: list[Write] = []
+        calls: list[tuple[Sequence[str], Sequence[Any]]] = []
         shared = self._shared.configured
-        local_until = now + self._settings.local_ttl_seconds
+        keep = read_at > self._dropped_at
+        local_until = read_at + self._settings.local_ttl_seconds
+        stamp = repr(read_at)
         for key, value, rule in items:
             if isinstance(rule, OperationCache):
-                fresh = now + rule.ttl_seconds
+                fresh = read_at + rule.ttl_seconds
                 stale = fresh + rule.stale_while_revalidate_seconds
                 error = fresh + max(rule.stale_if_error_seconds, rule.stale_while_revalidate_seconds)
             else:
-                fresh = stale = error = now + rule
-            entry = _Entry(value, fresh, stale, error, min(local_until, fresh), now)
-            self._remember(key, entry)
+                fresh = stale = error = read_at + rule
+            if error <= now:
+                continue
+            entry = _Entry(value, fresh, stale, error, min(local_until, fresh), read_at)
+            if keep:
+                self._remember(key, entry)
             if shared:
-                writes.append((key, self._blob(value, entry), max(1, int((error - now) * 1000))))
-        await self._shared.set_many(writes)
+                calls.append(([key], [self._blob(value, entry), stamp, max(1, int((error - now) * 1000))]))
+        await self._shared.run_script_many(_PUT_SCRIPT, calls)
 
     async def delete(self, keys: Sequence[str], stamps: Sequence[str] = ()) -> int:
         """Drop ``keys`` and the entries the ``stamps`` guard from this process's tier (found in
         the index, not by matching every entry); for every other process and instance, overwrite
         ``keys`` in the shared store with tombstones and set the stamps, in one round trip.
         Answers the entries known to be dropped."""
+        self._dropped_at = time.time()
         dropped = sum(1 for key in keys if self._forget(key))
         for stamp in stamps:
             dropped += sum(1 for key in self._guarded.pop(stamp, ()) if self._forget(key))
         if not keys and not stamps:
             return dropped
-        tombstone = repr(time.time()).encode()
+        tombstone = repr(self._dropped_at).encode()
         before = await self._shared.swap_many([(key, tombstone, self._stamp_ms) for key in [*keys, *stamps]])
         if before is None:
             if self._shared.configured:  # this process dropped its copies; the others cannot know

@@ -5,6 +5,7 @@ cannot answer for certain to the router, which then answers as it always does.""
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -147,7 +148,8 @@ def test_a_cached_key_the_route_would_refuse_is_left_to_the_router(
         async def plant() -> None:  # as if the ERP had answered for that key
             (item,) = (await cache.get_availability(["LAMP-WHT"], None, ctx)).items
             await cache.store.put_many(
-                [(cache.keys.availability(path_sku), msgspec.structs.replace(item, sku=path_sku), 60.0)]
+                [(cache.keys.availability(path_sku), msgspec.structs.replace(item, sku=path_sku), 60.0)],
+                read_at=time.time(),
             )
 
         client.blocking_portal.call(plant)

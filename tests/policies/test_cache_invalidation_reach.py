@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from contracts.v1 import PriceCheckLine, PriceCheckRequest
 from gateway.shared_state import RedisSettings, open_shared_state
 from policies.caching import CacheSettings, CachingBackend
 from tests.harness.gateway_process import free_port
@@ -51,3 +52,58 @@ async def test_a_copy_past_the_local_ttl_stands_when_redis_cannot_answer(erp: Co
     finally:
         await cache.aclose()
         await nowhere.aclose()
+
+
+async def _in_flight(erp: ControlledErp, calls: int) -> None:
+    """Until the ERP call numbered ``calls`` has reached the (slow) ERP (at most 2 s)."""
+    for _ in range(400):
+        if erp.calls["availability"] + erp.calls["prices"] >= calls:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"the ERP saw {dict(erp.calls)}, not {calls} calls")
+
+
+async def test_an_answer_read_before_an_invalidation_does_not_outlive_it(
+    erp: ControlledErp, shared_redis: MakeShared
+) -> None:
+    """The ERP answered before the invalidation, the answer is stored after it: that entry must
+    not replace the tombstone (or outrank the price stamps) and be served as if it were new."""
+    reader, dropper, third = _worker(erp, shared_redis), _worker(erp, shared_redis), _worker(erp, shared_redis)
+    lines = PriceCheckRequest(currency="EUR", lines=[PriceCheckLine(sku="MUG-SND", quantity=1)])
+    try:
+        erp.delay = 0.5
+        stock = asyncio.create_task(reader.get_availability(["MUG-SND"], None, CTX))
+        prices = asyncio.create_task(reader.check_prices(lines, CTX))
+        await _in_flight(erp, 2)
+        await dropper.invalidate(skus=["MUG-SND"])  # while both reads are at the ERP
+        assert (await stock).items[0].freshness == "fresh"
+        assert (await prices).lines[0].freshness == "fresh"
+        erp.delay = 0.0
+        # neither another worker nor the reader itself takes the old answers
+        assert (await third.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "fresh"
+        assert (await reader.check_prices(lines, CTX)).lines[0].freshness == "fresh"
+        assert (erp.calls["availability"], erp.calls["prices"]) == (2, 2)
+        # answers read after the invalidation are stored and shared as usual
+        assert (await dropper.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "cached"
+        assert (await dropper.check_prices(lines, CTX)).lines[0].freshness == "cached"
+        assert (await reader.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "cached"
+        assert (erp.calls["availability"], erp.calls["prices"]) == (2, 2)
+    finally:
+        for worker in (reader, dropper, third):
+            await worker.aclose()
+
+
+async def test_without_redis_an_answer_read_before_an_invalidation_is_not_kept(erp: ControlledErp) -> None:
+    cache = CachingBackend(erp, open_shared_state(RedisSettings()), CacheSettings())
+    try:
+        erp.delay = 0.5
+        stock = asyncio.create_task(cache.get_availability(["MUG-SND"], None, CTX))
+        await _in_flight(erp, 1)
+        await cache.invalidate(skus=["MUG-SND"])
+        await stock
+        erp.delay = 0.0
+        assert (await cache.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "fresh"
+        assert (await cache.get_availability(["MUG-SND"], None, CTX)).items[0].freshness == "cached"
+        assert erp.calls["availability"] == 2
+    finally:
+        await cache.aclose()
