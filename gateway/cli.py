@@ -53,6 +53,21 @@ def _post_worker_init(worker: Any) -> None:
     gc.freeze()
 
 
+def _bounded(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high`` (argparse names the flag)."""
+
+    def parse(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{number} is not from {low} to {high}")
+        return number
+
+    return parse
+
+
 def _with_serve_options(settings: Settings, args: argparse.Namespace) -> Settings:
     """The settings with ``serve``'s options in them: the workers read ``server.workers`` too
     (each worker's quota share, whether orders may be cached), not only gunicorn."""
@@ -189,8 +204,8 @@ def main(argv: Sequence[str] | None = None, *, wrap_adapter: WrapAdapter | None 
 
     serve = commands.add_parser("serve", help="run the gateway under gunicorn")
     serve.add_argument("--host", help="bind address (default: server.host setting)")
-    serve.add_argument("--port", type=int, help="port (default: server.port setting)")
-    serve.add_argument("--workers", type=int, help="worker processes (default: server.workers setting)")
+    serve.add_argument("--port", type=_bounded(1, 65535), help="port (default: server.port setting)")
+    serve.add_argument("--workers", type=_bounded(1, 1024), help="worker processes (default: server.workers setting)")
     serve.add_argument("--reload", action="store_true", help="dev mode: restart workers when code changes")
     serve.set_defaults(run=_serve)
 

@@ -253,7 +253,12 @@ def _check_relations(settings: Settings) -> None:
         "idempotency.ttl_seconds": settings.idempotency.ttl_seconds,
         "breaker.fail_max": settings.breaker.fail_max,
         "http.max_body_bytes": settings.http.max_body_bytes,
+        "quotas.lease_divisor": settings.quotas.lease_divisor,
+        "quotas.max_lease": settings.quotas.max_lease,
     }
+    for name, quota in settings.quotas.classes.items():
+        positive[f"quotas.classes.{name}.requests"] = quota.requests
+        positive[f"quotas.classes.{name}.window_seconds"] = quota.window_seconds
     for dotted, number in positive.items():
         if number <= 0:
             raise SettingsError(env_name(dotted), f"{number!r} must be more than zero", dotted)
@@ -412,7 +417,8 @@ def _check_redis(redis: RedisSettings) -> None:
             extra = "nodes" if redis.nodes else "service_name"
             fail(extra, "belongs to sentinel or cluster mode: set ERPGW_REDIS__MODE")
         if redis.url and _scheme(redis.url) not in {"redis", "rediss", "unix"}:
-            fail("url", f"{redis.url!r} is not a redis://, rediss:// or unix:// URL; leave it empty for no Redis")
+            shown = _without_userinfo(redis.url)
+            fail("url", f"{shown!r} is not a redis://, rediss:// or unix:// URL; leave it empty for no Redis")
         if redis.tls and not redis.url.startswith("rediss://"):
             fail("tls", "standalone Redis chooses TLS by its URL: use a rediss:// URL")
     else:
@@ -460,7 +466,17 @@ def _check_backend_entry(section: str, entry: BackendSettings) -> None:
     except ValueError:  # "Invalid IPv6 URL"
         host = None
     if host is None or parts.scheme not in {"http", "https"}:
-        raise SettingsError(env_name(f"{section}.url"), f"{entry.url!r} is not an http(s) URL", f"{section}.url")
+        shown = _without_userinfo(entry.url)
+        raise SettingsError(env_name(f"{section}.url"), f"{shown!r} is not an http(s) URL", f"{section}.url")
+
+
+def _without_userinfo(url: str) -> str:
+    """``url`` as an error message may show it: a ``user:password@`` part replaced by ``***@``."""
+    scheme, sep, rest = url.partition("://")
+    authority, slash, path = (rest if sep else url).partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}" if sep else f"{authority}{slash}{path}"
 
 
 def _scheme(url: str) -> str | None:

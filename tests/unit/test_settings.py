@@ -59,6 +59,13 @@ def test_every_setting_is_documented_in_the_readme() -> None:
         ({"ERPGW_BACKEND": "oracle"}, "ERPGW_BACKEND", "not one of: sample, tryton"),
         ({"ERPGW_SERVR__PORT": "1"}, "ERPGW_SERVR", "no such setting"),
         ({"ERPGW_AUTH__ALGORITHMS": "HS256"}, "ERPGW_AUTH__ALGORITHMS", "not accepted"),
+        (
+            {"ERPGW_QUOTAS__CLASSES__DEFAULT__REQUESTS": "10", "ERPGW_QUOTAS__CLASSES__DEFAULT__WINDOW_SECONDS": "0"},
+            "ERPGW_QUOTAS__CLASSES__DEFAULT__WINDOW_SECONDS",
+            "more than zero",
+        ),
+        ({"ERPGW_QUOTAS__LEASE_DIVISOR": "0"}, "ERPGW_QUOTAS__LEASE_DIVISOR", "more than zero"),
+        ({"ERPGW_QUOTAS__MAX_LEASE": "0"}, "ERPGW_QUOTAS__MAX_LEASE", "more than zero"),
     ],
 )
 def test_a_bad_setting_names_its_environment_variable(environ: dict[str, str], env: str, says: str) -> None:
@@ -196,3 +203,51 @@ def test_serve_options_become_the_server_settings_every_worker_reads() -> None:
     given = _with_serve_options(settings, Namespace(host=None, port=None, workers=4))
     assert (given.server.workers, given.server.port, given.server.host) == (4, 9100, "127.0.0.1")
     assert _with_serve_options(settings, Namespace(host=None, port=None, workers=None)) is settings
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--workers", "0", "0 is not from 1 to 1024"),
+        ("--port", "70000", "70000 is not from 1 to 65535"),
+        ("--workers", "two", "'two' is not a whole number"),
+    ],
+)
+def test_a_bad_serve_option_is_named_by_its_flag(
+    flag: str, value: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gateway.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", flag, value])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flag}: {said}" in err
+    assert "ERPGW_" not in err
+
+
+@pytest.mark.parametrize(
+    ("environ", "env", "shown"),
+    [
+        ({"ERPGW_REDIS__URL": "http://gw:s3cret-pw@redis:6379/0"}, "ERPGW_REDIS__URL", "'http://***@redis:6379/0'"),
+        (
+            {
+                "ERPGW_BACKEND": "tryton",
+                "ERPGW_TRYTON__URL": "ftp://admin:s3cret-pw@erp/db",
+                "ERPGW_TRYTON__PASSWORD": "x",
+            },
+            "ERPGW_TRYTON__URL",
+            "'ftp://***@erp/db'",
+        ),
+    ],
+)
+def test_a_refused_url_is_shown_without_its_password(
+    tmp_path: Path, environ: dict[str, str], env: str, shown: str
+) -> None:
+    dev = {"ERPGW_AUTH__DEV_MODE": "true", "ERPGW_AUTH__DEV_KEY_PATH": str(tmp_path / "key.json")}
+    dev["ERPGW_SAMPLE__PATH"] = str(tmp_path / "erp.sqlite")
+    with pytest.raises(SettingsError) as caught:
+        check_startup(load_settings({**dev, **environ}))
+    assert caught.value.env == env
+    assert shown in str(caught.value)
+    assert "s3cret-pw" not in str(caught.value)
