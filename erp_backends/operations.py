@@ -22,6 +22,7 @@ Operation = Literal[
     "get_order",
     "find_orders",
     "create_return",
+    "create_order",
     "get_return",
 ]
 
@@ -62,6 +63,10 @@ OPERATIONS: dict[str, OperationSpec] = {
         kind="write", idempotent=True, invalidates=frozenset({"orders"}), scope="returns:write", audited=True
     ),
     "get_return": msgspec.structs.replace(_READ, scope="returns:read"),
+    # Posted by the intake worker, never by a route: the ERP's stock of its SKUs changes.
+    "create_order": OperationSpec(
+        kind="write", idempotent=True, invalidates=frozenset({"availability"}), scope="orders:write", audited=True
+    ),
 }
 
 #: What an operation without a declaration is taken to be: a write, never retried, audited.

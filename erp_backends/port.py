@@ -16,6 +16,7 @@ import msgspec
 from contracts.v1 import (
     AvailabilityBatch,
     Order,
+    OrderIntakeRequest,
     OrderList,
     OrderValidation,
     OrderValidationRequest,
@@ -25,7 +26,7 @@ from contracts.v1 import (
     ReturnRequest,
 )
 
-__all__ = ["CallContext", "CallNotes", "ErpBackend", "IdempotencyToken", "ReturnOutcome"]
+__all__ = ["CallContext", "CallNotes", "ErpBackend", "IdempotencyToken", "OrderOutcome", "ReturnOutcome"]
 
 
 class CallNotes:
@@ -33,13 +34,16 @@ class CallNotes:
     read by whoever answers (``Cache-Status``, metrics). One per request, carried by its
     ``CallContext``, so a background task holding another context can never write into it."""
 
-    __slots__ = ("collapsed", "hits", "misses", "stale", "stale_if_error", "ttl")
+    __slots__ = ("collapsed", "hits", "misses", "read_at", "stale", "stale_if_error", "ttl")
 
     def __init__(self) -> None:
         self.hits = self.misses = self.stale = 0
         self.collapsed = self.stale_if_error = False
         #: Seconds of freshness left of the least fresh entry served (None: none served).
         self.ttl: float | None = None
+        #: When each SKU's stock served was read from the ERP (epoch seconds, taken before the
+        #: call was sent), where the cache knows it: what holds it does not show yet is judged by.
+        self.read_at: dict[str, float] = {}
 
     def hit(self, ttl: float) -> None:
         """One entry served from the cache with ``ttl`` seconds of freshness left."""
@@ -80,6 +84,13 @@ class ReturnOutcome(msgspec.Struct, frozen=True, kw_only=True):
     replayed: bool
 
 
+class OrderOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """The ERP order an intake became, and whether it was created now or found by its key."""
+
+    order_number: str
+    replayed: bool
+
+
 class ErpBackend(abc.ABC):
     """What the gateway needs from an ERP. ``name``, set on each instance by the composition root
     (default: the adapter's kind), labels logs, metrics, readiness, breakers and cache keys."""
@@ -113,6 +124,16 @@ class ErpBackend(abc.ABC):
         self, request: ReturnRequest, idempotency: IdempotencyToken, ctx: CallContext
     ) -> ReturnOutcome:
         """Authorize a return once per idempotency key, whatever retries happen."""
+
+    @abc.abstractmethod
+    async def create_order(
+        self, request: OrderIntakeRequest, idempotency: IdempotencyToken, ctx: CallContext
+    ) -> OrderOutcome:
+        """Create the sales order once per idempotency key, whatever retries happen: the key is
+        stored on the ERP document and looked up before creating, so a retry after a lost answer
+        or a crash finds the order (``replayed``). Lines at the request's unit prices, committed
+        per the backend's settings. ``Rejected`` for what the ERP refuses (an unknown or unsalable
+        SKU, an unknown customer): a business rejection that no retry changes."""
 
     @abc.abstractmethod
     async def get_return(self, rma_number: str, ctx: CallContext) -> ReturnAuthorization:

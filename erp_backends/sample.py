@@ -3,7 +3,7 @@
 It exists so that a newcomer gets a working gateway with one command, and so that the
 conformance suite has a fast reference backend. Several gunicorn workers share one database
 file (WAL mode); writes run in ``BEGIN IMMEDIATE`` transactions so that the over-return check
-and the idempotency lookup hold across processes.
+and the idempotency lookups hold across processes.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from contracts.v1 import (
     AvailabilityBatch,
     Customer,
     Order,
+    OrderIntakeRequest,
     OrderLine,
     OrderList,
     OrderValidation,
@@ -43,7 +44,7 @@ from contracts.v1 import (
 )
 from erp_backends.dataset import Dataset, dataset_digest, load_dataset
 from erp_backends.errors import ErpUnavailable, NotFound, Rejected
-from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, ReturnOutcome
+from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, OrderOutcome, ReturnOutcome
 from erp_backends.rules import (
     SkuFacts,
     judge_cart,
@@ -92,12 +93,32 @@ CREATE TABLE return_lines (rma_number TEXT NOT NULL REFERENCES returns, position
     comment TEXT, unit_price TEXT NOT NULL, PRIMARY KEY (rma_number, position));
 """
 
+# Columns added after the first release (``_upgrade`` adds them to any file that lacks them):
+# what an order intake stores on its order, and a line's warehouse when it is not the order's.
+_ADDED_COLUMNS = {
+    "orders": (
+        "idempotency_key TEXT",
+        "fingerprint TEXT",
+        "contact_name TEXT",
+        "contact_email TEXT",
+        "contact_phone TEXT",
+        "ship_street TEXT",
+        "ship_postal_code TEXT",
+        "ship_city TEXT",
+        "ship_country TEXT",
+    ),
+    "order_lines": ("warehouse TEXT REFERENCES warehouses",),
+}
+
 # Stock committed to open orders: ordered minus shipped, on orders that are not cancelled.
 _COMMITTED = """
-SELECT l.sku, o.warehouse, SUM(l.quantity - l.shipped) FROM order_lines l
+SELECT l.sku, COALESCE(l.warehouse, o.warehouse) AS wh, SUM(l.quantity - l.shipped) FROM order_lines l
 JOIN orders o ON o.number = l.order_number
-WHERE o.state != 'cancelled' AND l.sku IN ({marks}) GROUP BY l.sku, o.warehouse
+WHERE o.state != 'cancelled' AND l.sku IN ({marks}) GROUP BY l.sku, wh
 """
+
+#: The customer guest orders (no customer named) are booked to; each keeps its own contact.
+_GUEST_CUSTOMER = "GUEST"
 
 
 class SampleSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):
@@ -207,6 +228,11 @@ class SampleBackend(ErpBackend):
             return OrderList(items=[o for (number,) in rows if (o := _order(conn, number)) is not None])
 
         return await self._run(read)
+
+    async def create_order(
+        self, request: OrderIntakeRequest, idempotency: IdempotencyToken, ctx: CallContext
+    ) -> OrderOutcome:
+        return await self._run(lambda conn: _create_order(conn, request, idempotency, self._dataset.currency))
 
     # -- returns ----------------------------------------------------------------------------
 
@@ -354,6 +380,12 @@ def _order(conn: sqlite3.Connection, number: str) -> Order | None:
         return None
     o = rows[0]
     c = _rows(conn, "SELECT * FROM customers WHERE reference = ?", (o["customer"],))[0]
+    if o["customer"] == _GUEST_CUSTOMER:  # a guest is who the order says
+        c.update(name=o["contact_name"], email=o["contact_email"], phone=o["contact_phone"])
+    if o["ship_street"]:  # where an intake order goes
+        c.update(
+            street=o["ship_street"], postal_code=o["ship_postal_code"], city=o["ship_city"], country=o["ship_country"]
+        )
     returned = _returned(conn, number)
     invoiced = o["invoice"] == "invoiced"
     lines = []
@@ -514,6 +546,106 @@ def _replay(conn: sqlite3.Connection, rma_number: str, fingerprint: str, token: 
     return ReturnOutcome(authorization=rma, replayed=True)
 
 
+def _create_order(
+    conn: sqlite3.Connection, request: OrderIntakeRequest, token: IdempotencyToken, currency: str
+) -> OrderOutcome:
+    # As for returns: the key lookup, the checks and the insert are one step across processes.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = conn.execute(
+            "SELECT number, fingerprint FROM orders WHERE idempotency_key = ?", (token.key,)
+        ).fetchone()
+        if found is not None:
+            conn.execute("ROLLBACK")
+            return _replay_order(found[0], found[1], token)
+        _check_currency(request.currency, currency)
+        customer = request.customer or _GUEST_CUSTOMER
+        if request.customer is None:
+            conn.execute(
+                "INSERT OR IGNORE INTO customers (reference, name) VALUES (?, 'Storefront guest')", (customer,)
+            )
+        else:
+            _customer_price_list(conn, request.customer)  # unknown-customer
+        warehouses = _line_warehouses(conn, request)
+        (last,) = conn.execute(
+            "SELECT MAX(CAST(SUBSTR(number, 4) AS INTEGER)) FROM orders WHERE number LIKE 'SO-%'"
+        ).fetchone()
+        number = f"SO-{(last or 1000) + 1}"
+        contact, address = request.contact, request.shipping_address
+        conn.execute(
+            "INSERT INTO orders (number, external_ref, customer, ordered_on, warehouse, state, invoice, payment, "
+            "currency, idempotency_key, fingerprint, contact_name, contact_email, contact_phone, ship_street, "
+            "ship_postal_code, ship_city, ship_country) "
+            "VALUES (?, ?, ?, ?, ?, 'open', 'none', 'unpaid', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                number,
+                request.external_ref,
+                customer,
+                now().date().isoformat(),
+                warehouses[0],
+                currency,
+                token.key,
+                token.fingerprint,
+                contact.name,
+                contact.email,
+                contact.phone,
+                address.street,
+                address.postal_code,
+                address.city,
+                address.country,
+            ),
+        )
+        conn.executemany(
+            "INSERT INTO order_lines (order_number, ref, position, sku, quantity, unit_price, shipped, warehouse) "
+            "VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+            [
+                (number, str(i + 1), i, line.sku, line.quantity, str(round_money(line.unit_price)), warehouses[i])
+                for i, line in enumerate(request.lines)
+            ],
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return OrderOutcome(order_number=number, replayed=False)
+
+
+def _line_warehouses(conn: sqlite3.Connection, request: OrderIntakeRequest) -> list[str]:
+    """Each line's warehouse: the one it names, else the first that can ship all of it, else the
+    first. ``Rejected`` for an unknown or unsalable SKU and an unknown warehouse."""
+    codes = _known_warehouses(conn, None)
+    stock = _availability(conn, sorted({line.sku for line in request.lines}), None)
+    atp = {(item.sku, w.warehouse): w.available_to_promise for item in stock.items for w in item.warehouses}
+    chosen: list[str] = []
+    for index, line in enumerate(request.lines):
+        product = _product(conn, line.sku)
+        if product is None:
+            raise Rejected("unknown-sku", f"SKU {line.sku!r} is unknown", field=f"lines[{index}].sku")
+        if not product["salable"]:
+            raise Rejected("not-salable", f"SKU {line.sku!r} is not for sale", field=f"lines[{index}].sku")
+        if line.warehouse is not None and line.warehouse not in codes:
+            raise Rejected(
+                "unknown-warehouse", f"warehouse {line.warehouse!r} is unknown", field=f"lines[{index}].warehouse"
+            )
+        warehouse = line.warehouse or next(
+            (code for code in codes if atp.get((line.sku, code), 0) >= line.quantity), codes[0]
+        )
+        atp[(line.sku, warehouse)] = atp.get((line.sku, warehouse), 0) - line.quantity
+        chosen.append(warehouse)
+    return chosen
+
+
+def _replay_order(number: str, fingerprint: str, token: IdempotencyToken) -> OrderOutcome:
+    if fingerprint != token.fingerprint:
+        raise Rejected(
+            "idempotency-key-reused",
+            f"Idempotency-Key was already used for a different request (order {number})",
+            field="Idempotency-Key",
+        )
+    return OrderOutcome(order_number=number, replayed=True)
+
+
 # -- seeding ----------------------------------------------------------------------------------
 
 
@@ -523,6 +655,7 @@ def _seed_once(conn: sqlite3.Connection, data: Dataset) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         if conn.execute("SELECT value FROM meta WHERE key = 'dataset'").fetchone() is not None:
+            _upgrade(conn)
             conn.execute("COMMIT")
             return
         for statement in _SCHEMA.split(";"):
@@ -593,9 +726,21 @@ def _seed_once(conn: sqlite3.Connection, data: Dataset) -> None:
                 conn.executemany(
                     "INSERT INTO shipment_lines VALUES (?, ?, ?)", [(s.number, sl.sku, sl.quantity) for sl in s.lines]
                 )
+        _upgrade(conn)
         conn.execute("INSERT INTO meta VALUES ('dataset', ?)", (dataset_digest(),))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Add ``_ADDED_COLUMNS`` where missing (a file seeded by an earlier version), in the
+    caller's transaction, and the index that makes an order's idempotency key unique."""
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for column in columns:
+            if column.split()[0] not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+    conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS orders_idempotency_key ON orders (idempotency_key)")

@@ -13,6 +13,7 @@ from typing import TypeVar
 from contracts.v1 import (
     AvailabilityBatch,
     Order,
+    OrderIntakeRequest,
     OrderList,
     OrderValidation,
     OrderValidationRequest,
@@ -22,7 +23,7 @@ from contracts.v1 import (
     ReturnRequest,
 )
 from erp_backends.invocation import Invocation
-from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, ReturnOutcome
+from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, OrderOutcome, ReturnOutcome
 
 __all__ = ["WrappingBackend"]
 
@@ -59,6 +60,11 @@ class WrappingBackend(ErpBackend):
         self, request: ReturnRequest, idempotency: IdempotencyToken, ctx: CallContext
     ) -> ReturnOutcome:
         return await self.handle(Invocation[ReturnOutcome]("create_return", (request, idempotency), ctx))
+
+    async def create_order(
+        self, request: OrderIntakeRequest, idempotency: IdempotencyToken, ctx: CallContext
+    ) -> OrderOutcome:
+        return await self.handle(Invocation[OrderOutcome]("create_order", (request, idempotency), ctx))
 
     async def get_return(self, rma_number: str, ctx: CallContext) -> ReturnAuthorization:
         return await self.handle(Invocation[ReturnAuthorization]("get_return", (rma_number,), ctx))

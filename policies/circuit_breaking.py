@@ -109,6 +109,11 @@ class SharedCircuitBreaker:
     def state(self) -> str:
         return str(self.breaker.current_state)
 
+    def refusing_for(self) -> float:
+        """Seconds the breaker still refuses every call, as this worker last saw it (0: a call
+        goes through, or is the trial call once the reset timeout ran out)."""
+        return self._open_remaining() if self.state == "open" else 0.0
+
     def _open_remaining(self) -> float:
         opened_at = self.breaker._state_storage.opened_at
         if opened_at is None:

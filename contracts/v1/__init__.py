@@ -1,6 +1,16 @@
 """Version 1 of the erp-gateway contract. Published: evolve only by adding defaulted fields."""
 
 from contracts.v1.availability import AvailabilityBatch, AvailabilityBatchRequest, SkuAvailability, WarehouseStock
+from contracts.v1.intake import (
+    Contact,
+    HeldLine,
+    IntakeLine,
+    IntakeList,
+    OrderIntake,
+    OrderIntakeRequest,
+    ShippingAddress,
+    StatusChange,
+)
 from contracts.v1.orders import (
     Address,
     Customer,
@@ -22,9 +32,15 @@ __all__ = [
     "Address",
     "AvailabilityBatch",
     "AvailabilityBatchRequest",
+    "Contact",
     "Customer",
     "FieldError",
+    "HeldLine",
+    "IntakeLine",
+    "IntakeList",
     "Order",
+    "OrderIntake",
+    "OrderIntakeRequest",
     "OrderLine",
     "OrderList",
     "OrderValidation",
@@ -43,7 +59,9 @@ __all__ = [
     "Rounding",
     "Shipment",
     "ShipmentLine",
+    "ShippingAddress",
     "SkuAvailability",
+    "StatusChange",
     "ValidationLine",
     "ValidationProblem",
     "WarehouseStock",

@@ -9,7 +9,8 @@ ERP calls per operation (warm: session and reference data cached after the first
   in the cart, in parallel (Tryton prices one quantity per call: it is a context key);
 - validation: the same, each product read also carrying the stock of the warehouses asked for;
 - order lookup (by number or storefront reference): three calls in parallel (orders.py);
-- return: see returns.py (about ten calls; returns are rare and written once).
+- return: see returns.py (about ten calls; returns are rare and written once);
+- order intake: see sales.py (about ten calls, most in parallel; posted in the background).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import httpx
 from contracts.v1 import (
     AvailabilityBatch,
     Order,
+    OrderIntakeRequest,
     OrderList,
     OrderValidation,
     OrderValidationRequest,
@@ -36,11 +38,12 @@ from contracts.v1 import (
     ReturnRequest,
 )
 from erp_backends.errors import ErpUnavailable, NotFound, Rejected
-from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, ReturnOutcome
+from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, OrderOutcome, ReturnOutcome
 from erp_backends.rules import SkuFacts, judge_cart, now, price_check, price_line, round_money
 from erp_backends.tryton.orders import SaleRecord, read_sales
 from erp_backends.tryton.returns import ComplaintReturns
 from erp_backends.tryton.rpc import TrytonRpc, TrytonSession
+from erp_backends.tryton.sales import TrytonSales
 from erp_backends.tryton.settings import TrytonSettings
 from erp_backends.tryton.stock import TrytonStock
 
@@ -91,7 +94,14 @@ class TrytonBackend(ErpBackend):
             self._rpc, approve=settings.approve_returns, adopt_after_seconds=settings.adopt_drafts_after_seconds
         )
         self._stock = TrytonStock(self._rpc)
+        self._sales = TrytonSales(
+            self._rpc,
+            self._stock,
+            confirm=settings.confirm_orders,
+            adopt_after_seconds=settings.adopt_drafts_after_seconds,
+        )
         self._reference: _Reference | None = None
+        self._guest: int | None = None
         self._reference_lock = asyncio.Lock()
 
     async def start(self, ctx: CallContext) -> None:
@@ -338,3 +348,39 @@ class TrytonBackend(ErpBackend):
 
     async def get_return(self, rma_number: str, ctx: CallContext) -> ReturnAuthorization:
         return await self._returns.get(rma_number, ctx)
+
+    # -- order intake -----------------------------------------------------------------------
+
+    async def _guest_party(self, ctx: CallContext) -> int:
+        """The party guest orders are sold to (``guest_party``), looked up on the first guest order."""
+        if self._guest is None:
+            found = await self._rpc.call(
+                "model.party.party.search",
+                [[self._settings.customer_field, "=", self._settings.guest_party]],
+                0,
+                1,
+                None,
+                ctx=ctx,
+            )
+            if not found:  # a configuration problem, not the order's: worth retrying once fixed
+                raise ErpUnavailable(f"Tryton has no guest party {self._settings.guest_party!r} for guest orders")
+            self._guest = int(found[0])
+        return self._guest
+
+    async def create_order(
+        self, request: OrderIntakeRequest, idempotency: IdempotencyToken, ctx: CallContext
+    ) -> OrderOutcome:
+        existing, ref = await asyncio.gather(self._sales.find_by_key(idempotency.key, ctx), self._ref(ctx))
+        if existing:  # a lost answer, or an attempt cut short after it created the sale
+            return await self._sales.adopt(existing[0], idempotency, ctx)
+        await self._currency(request.currency, ctx)
+        customer = await self._party(request.customer, ctx)  # unknown-customer
+        return await self._sales.create(
+            request,
+            idempotency,
+            party=customer.id if customer is not None else await self._guest_party(ctx),
+            guest=customer is None,
+            warehouses=ref.warehouses,
+            currency=ref.currency_id,
+            ctx=ctx,
+        )

@@ -42,9 +42,13 @@ class TrytonSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     complaint_type: str = "Return authorization"
     #: Submit and approve the complaint of a return the gateway authorized (else it stays a draft).
     approve_returns: bool = True
-    #: Seconds after which a draft complaint left by an interrupted attempt is submitted by the
-    #: retry that finds it (younger: another attempt may still be finishing it).
+    #: Seconds after which a draft complaint, or an unfinished sale, left by an interrupted attempt
+    #: is finished by the retry that finds it (younger: another attempt may still be finishing it).
     adopt_drafts_after_seconds: float = 60.0
+    #: ``party.party`` (its ``customer_field``) that guest orders, naming no customer, are sold to.
+    guest_party: str = "GUEST"
+    #: Confirm the sales the gateway creates, so Tryton commits their stock (else they stay quotations).
+    confirm_orders: bool = True
 
     def __repr__(self) -> str:
         return f"TrytonSettings(url={self.url!r}, database={self.database!r}, user={self.user!r}, password=***)"

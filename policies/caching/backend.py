@@ -29,6 +29,7 @@ import msgspec
 from contracts.v1 import (
     AvailabilityBatch,
     Order,
+    OrderIntakeRequest,
     OrderList,
     OrderValidation,
     OrderValidationRequest,
@@ -43,7 +44,7 @@ from contracts.v1 import (
 from contracts.v1._types import Freshness
 from erp_backends.errors import ErpTimeout, ErpUnavailable, NotFound, Rejected
 from erp_backends.operations import OPERATIONS, spec_of
-from erp_backends.port import CallContext, CallNotes, ErpBackend, IdempotencyToken, ReturnOutcome
+from erp_backends.port import CallContext, CallNotes, ErpBackend, IdempotencyToken, OrderOutcome, ReturnOutcome
 from erp_backends.rules import price_check
 from policies.caching.keys import CacheKeys
 from policies.caching.single_flight import Fetch, SingleFlight
@@ -54,6 +55,9 @@ __all__ = ["CachingBackend"]
 
 log = logging.getLogger("erp_gateway.cache")
 
+#: Longest an ERP read another request began can have been under way when one joins it: the
+#: read time assumed when the store no longer holds the answer's own (``stock_snapshot``).
+_LONGEST_FETCH_SECONDS = 60.0
 _AVAIL = msgspec.json.Decoder(SkuAvailability | None)  # None: the ERP does not know the SKU
 _ANSWER = msgspec.json.Encoder()  # as Litestar encodes a Struct answer (tests/api/test_hot_path.py)
 _PRICE = msgspec.json.Decoder(PriceLine)
@@ -195,6 +199,10 @@ class CachingBackend(ErpBackend):
                     raise Rejected("unknown-warehouse", f"warehouse {code!r} is unknown", field="warehouse")
         items: list[SkuAvailability] = []
         unknown: list[str] = []
+        if ctx.notes is not None:
+            for sku, key in zip(unique, keys, strict=True):
+                if (read_at := self.store.read_at(key)) is not None:
+                    ctx.notes.read_at[sku] = read_at
         for sku, key in zip(unique, keys, strict=True):
             value, freshness = values.get(key, (None, "fresh"))
             if value is None:
@@ -202,6 +210,43 @@ class CachingBackend(ErpBackend):
                 continue
             items.append(_select(value, wanted, freshness))
         return AvailabilityBatch(items=items, unknown_skus=unknown)
+
+    async def stock_snapshot(
+        self, skus: Sequence[str], max_age: float, ctx: CallContext
+    ) -> dict[str, tuple[SkuAvailability | None, float]]:
+        """Each SKU's stock (None: unknown to the ERP) and when it was read (epoch seconds,
+        taken before the ERP was asked), for order intake: a fresh cache entry, else the ERP
+        now; while the ERP cannot answer, an entry read less than ``max_age`` ago, else the
+        ERP's failure is raised."""
+        now = time.time()
+        unique = list(dict.fromkeys(skus))
+        keys = [self.keys.availability(sku) for sku in unique]
+        entries = await self.store.get_many(keys, _AVAIL)
+        out: dict[str, tuple[SkuAvailability | None, float]] = {}
+        need = [key for key in keys if key not in entries or entries[key].fresh_until <= now]
+        for key in keys:
+            if key not in need:
+                out[self.keys.sku_of(key)] = (entries[key].value, entries[key].stored_at)
+        if need:
+            asked_at = time.time()
+            try:
+                fetched = await self._flight.fetch(
+                    need, lambda missing: self._fetch_availability(missing, ctx), ctx.notes or CallNotes()
+                )
+            except _ERP_DOWN:
+                if not all(key in entries and entries[key].stored_at >= now - max_age for key in need):
+                    raise
+                fetched = None
+            for key in need:
+                if fetched is None:
+                    out[self.keys.sku_of(key)] = (entries[key].value, entries[key].stored_at)
+                    continue
+                # joined to a fetch another request began: its read time, as the store keeps it
+                read_at = self.store.read_at(key)
+                if read_at is None:  # not kept (an invalidation came meanwhile): assume the oldest
+                    read_at = asked_at - _LONGEST_FETCH_SECONDS
+                out[self.keys.sku_of(key)] = (fetched.get(key), min(read_at, asked_at))
+        return out
 
     # -- prices ----------------------------------------------------------------------------
 
@@ -287,6 +332,17 @@ class CachingBackend(ErpBackend):
                 log.warning("return %s created; %s", outcome.authorization.rma_number, exc.detail)
         return outcome
 
+    async def create_order(
+        self, request: OrderIntakeRequest, idempotency: IdempotencyToken, ctx: CallContext
+    ) -> OrderOutcome:
+        outcome = await self.inner.create_order(request, idempotency, ctx)
+        if "availability" in spec_of("create_order").invalidates:  # the ERP committed the stock
+            try:
+                await self.invalidate(stock=sorted({line.sku for line in request.lines}))
+            except InvalidationNotShared as exc:  # the order stands; its holds cover the old copies
+                log.warning("order %s created; %s", outcome.order_number, exc.detail)
+        return outcome
+
     async def get_return(self, rma_number: str, ctx: CallContext) -> ReturnAuthorization:
         return await self.inner.get_return(rma_number, ctx)
 
@@ -303,9 +359,16 @@ class CachingBackend(ErpBackend):
     # -- invalidation (ERP-side change events) ---------------------------------------------
 
     async def invalidate(
-        self, *, skus: Sequence[str] = (), customers: Sequence[str] = (), orders: Sequence[str] = ()
+        self,
+        *,
+        skus: Sequence[str] = (),
+        customers: Sequence[str] = (),
+        orders: Sequence[str] = (),
+        stock: Sequence[str] = (),
     ) -> int:
+        """Drop SKUs (stock and prices), customers' prices, orders, and the stock alone of ``stock``."""
         keys, stamps = self.keys.invalidation(skus, customers, orders)
+        keys += [self.keys.availability(sku) for sku in stock if sku not in skus]
         return await self.store.delete(keys, stamps)
 
 

@@ -234,6 +234,11 @@ class TieredStore:
         found, _, _ = self._from_local((key,), decoder)
         return found.get(key)
 
+    def read_at(self, key: str) -> float | None:
+        """When the value this process holds for ``key`` was read from the ERP (None: none held)."""
+        entry = self._local.get(key)
+        return None if entry is None else entry.stored_at
+
     def _from_local(
         self, keys: Sequence[str], decoder: msgspec.json.Decoder[Any]
     ) -> tuple[dict[str, _Entry[Any]], list[str], dict[str, _Entry[Any]]]:

@@ -2,8 +2,8 @@
 
 ``sample`` gets a fresh database per test. ``tryton`` (SQLite) and ``tryton-pg`` (PostgreSQL)
 are real trytond servers started once per session (tests/harness/tryton.py); each is reset to
-the dataset before a test only when the test before it wrote (filed a return), which costs
-~1 s per writing test instead of ~1 s per test.
+the dataset before a test only when the test before it wrote (filed a return, created an
+order), which costs ~1 s per writing test instead of ~1 s per test.
 """
 
 from __future__ import annotations

@@ -6,22 +6,28 @@ answers every contract operation as the dataset says, through the port only.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from decimal import Decimal
 
+import msgspec
 import pytest
 
 from contracts.v1 import (
+    Contact,
+    IntakeLine,
+    OrderIntakeRequest,
     OrderValidationRequest,
     PriceCheckLine,
     PriceCheckRequest,
     ReturnRequest,
     ReturnRequestLine,
+    ShippingAddress,
     ValidationLine,
 )
 from erp_backends.dataset import Dataset
-from erp_backends.errors import Conflict, NotFound, Rejected
-from erp_backends.port import CallContext, ErpBackend, IdempotencyToken
+from erp_backends.errors import Conflict, InProgress, NotFound, Rejected
+from erp_backends.port import CallContext, ErpBackend, IdempotencyToken, OrderOutcome
 
 pytestmark = pytest.mark.asyncio
 
@@ -30,7 +36,7 @@ def _key() -> str:
     return f"conformance-{uuid.uuid4()}"
 
 
-def _token(request: ReturnRequest, key: str | None = None) -> IdempotencyToken:
+def _token(request: ReturnRequest | OrderIntakeRequest, key: str | None = None) -> IdempotencyToken:
     return IdempotencyToken.for_request(key or _key(), request)
 
 
@@ -343,3 +349,152 @@ async def test_same_key_other_body_is_refused(backend: ErpBackend, ctx: CallCont
     assert caught.value.code == "idempotency-key-reused"
     order = await backend.get_order("SO-1003", ctx)
     assert {line.sku: line.returned_quantity for line in order.lines} == {"HOOD-BLK-L": 1, "SOCK-ANT-43-46": 0}
+
+
+# -- order intake ---------------------------------------------------------------------------
+
+
+def _intake(
+    *lines: tuple[str, int, str] | tuple[str, int, str, str], customer: str | None = "C-1001"
+) -> OrderIntakeRequest:
+    """An order as the storefront took it, with its own storefront reference: (sku, quantity,
+    unit price[, warehouse]) per line."""
+    return OrderIntakeRequest(
+        external_ref=f"WC-{uuid.uuid4().hex[:12]}",
+        currency="EUR",
+        customer=customer,
+        lines=[
+            IntakeLine(
+                sku=line[0], quantity=line[1], unit_price=Decimal(line[2]), warehouse=line[3] if len(line) > 3 else None
+            )
+            for line in lines
+        ],
+        shipping_address=ShippingAddress(
+            name="Erika Mustermann", street="Heidestrasse 17", postal_code="51147", city="Koeln", country="DE"
+        ),
+        contact=Contact(name="Erika Mustermann", email="erika@example.com", phone="+49 221 1234567"),
+    )
+
+
+async def _orders_for(backend: ErpBackend, ctx: CallContext, request: OrderIntakeRequest) -> list[str]:
+    return [o.order_number for o in (await backend.find_orders(request.external_ref, ctx)).items]
+
+
+async def test_an_order_is_created_once_per_key(backend: ErpBackend, ctx: CallContext) -> None:
+    request = _intake(("TOTE-NAT", 20, "15.30"), ("MUG-SND", 2, "13.30"))
+    key = _key()
+    first = await backend.create_order(request, _token(request, key), ctx)
+    again = await backend.create_order(request, _token(request, key), ctx)
+    assert not first.replayed
+    assert again == OrderOutcome(order_number=first.order_number, replayed=True)
+    assert await _orders_for(backend, ctx, request) == [first.order_number]
+
+
+async def test_a_retry_after_a_lost_answer_finds_the_order(backend: ErpBackend, ctx: CallContext) -> None:
+    request = _intake(("LAMP-WHT", 1, "79.00"))
+    key = _key()
+    await backend.create_order(request, _token(request, key), ctx)  # the answer is lost on its way back
+    retried = await backend.create_order(request, _token(request, key), ctx)
+    assert retried.replayed
+    assert await _orders_for(backend, ctx, request) == [retried.order_number]
+
+
+async def test_concurrent_calls_with_one_key_make_one_order(backend: ErpBackend, ctx: CallContext) -> None:
+    request = _intake(("NOTE-GRN", 3, "11.88"))
+    token = _token(request)
+    answers = await asyncio.gather(
+        *(backend.create_order(request, token, ctx) for _ in range(10)), return_exceptions=True
+    )
+    outcomes = [a for a in answers if isinstance(a, OrderOutcome)]
+    # the losers replay the winner's order, or are told to retry while it is being finished
+    assert all(isinstance(a, InProgress) for a in answers if not isinstance(a, OrderOutcome)), answers
+    assert sum(not o.replayed for o in outcomes) == 1
+    numbers = {o.order_number for o in outcomes}
+    assert len(numbers) == 1
+    assert await _orders_for(backend, ctx, request) == list(numbers)
+    retried = await backend.create_order(request, token, ctx)  # once the winner is done: its order
+    assert retried == OrderOutcome(order_number=numbers.pop(), replayed=True)
+
+
+async def test_same_key_other_order_is_refused(backend: ErpBackend, ctx: CallContext) -> None:
+    key = _key()
+    request = _intake(("MUG-SND", 2, "13.30"))
+    created = await backend.create_order(request, _token(request, key), ctx)
+    other = msgspec.structs.replace(request, lines=[IntakeLine(sku="MUG-SND", quantity=3, unit_price=Decimal("13.30"))])
+    with pytest.raises(Rejected) as caught:
+        await backend.create_order(other, _token(other, key), ctx)
+    assert caught.value.code == "idempotency-key-reused"
+    assert caught.value.field == "Idempotency-Key"
+    assert await _orders_for(backend, ctx, request) == [created.order_number]
+    order = await backend.get_order(created.order_number, ctx)
+    assert [(line.sku, line.quantity) for line in order.lines] == [("MUG-SND", 2)]
+
+
+@pytest.mark.parametrize(
+    ("customer", "sku", "code", "field"),
+    [
+        ("C-1001", "MUG-SLT", "not-salable", "lines[1].sku"),
+        ("C-1001", "NO-SUCH-SKU", "unknown-sku", "lines[1].sku"),
+        ("C-9999", "MUG-SND", "unknown-customer", "customer"),
+    ],
+)
+async def test_order_rejections_name_the_field(
+    backend: ErpBackend, ctx: CallContext, customer: str, sku: str, code: str, field: str
+) -> None:
+    request = _intake(("TOTE-NAT", 5, "17.10"), (sku, 1, "14.00"), customer=customer)
+    with pytest.raises(Rejected) as caught:
+        await backend.create_order(request, _token(request), ctx)
+    assert (caught.value.code, caught.value.field) == (code, field)
+    assert await _orders_for(backend, ctx, request) == []
+
+
+async def test_the_created_order_is_found_with_its_lines(backend: ErpBackend, ctx: CallContext) -> None:
+    request = _intake(("TOTE-NAT", 20, "15.30"), ("MUG-SND", 2, "13.30"), ("NOTE-GRN", 1, "11.88"))
+    created = await backend.create_order(request, _token(request), ctx)
+    order = await backend.get_order(created.order_number, ctx)
+    assert (order.order_number, order.external_ref, order.status, order.currency) == (
+        created.order_number,
+        request.external_ref,
+        "open",
+        "EUR",
+    )
+    assert order.customer.reference == "C-1001"
+    assert [(line.sku, line.quantity, line.shipped_quantity, line.unit_price) for line in order.lines] == [
+        (line.sku, line.quantity, 0, line.unit_price) for line in request.lines
+    ]
+    assert order.total_amount == Decimal("344.48")  # 20 x 15.30 + 2 x 13.30 + 11.88
+    (found,) = (await backend.find_orders(request.external_ref, ctx)).items
+    assert msgspec.structs.replace(found, as_of=None) == msgspec.structs.replace(order, as_of=None)
+
+
+async def test_a_guest_order_ships_to_its_address(backend: ErpBackend, ctx: CallContext) -> None:
+    request = _intake(("CANDLE-FIG", 2, "16.00"), customer=None)
+    created = await backend.create_order(request, _token(request), ctx)
+    order = await backend.get_order(created.order_number, ctx)
+    assert [(line.sku, line.quantity, str(line.unit_price)) for line in order.lines] == [("CANDLE-FIG", 2, "16.00")]
+    assert order.customer.address is not None
+    assert (order.customer.address.street, order.customer.address.city) == ("Heidestrasse 17", "Koeln")
+
+
+async def test_an_order_commits_its_stock(backend: ErpBackend, ctx: CallContext) -> None:
+    (before,) = (await backend.get_availability(["TEE-NVY-M"], None, ctx)).items
+    request = _intake(("TEE-NVY-M", 3, "19.90", "EAST"))
+    await backend.create_order(request, _token(request), ctx)
+    (after,) = (await backend.get_availability(["TEE-NVY-M"], None, ctx)).items
+    assert after.available_to_promise == before.available_to_promise - 3
+    assert (after.on_hand, after.committed) == (before.on_hand, before.committed + 3)
+    east = {w.warehouse: w.committed for w in after.warehouses}["EAST"]
+    assert east == {w.warehouse: w.committed for w in before.warehouses}["EAST"] + 3
+
+
+async def test_a_line_naming_no_warehouse_ships_from_one_that_has_the_stock(
+    backend: ErpBackend, ctx: CallContext
+) -> None:
+    # HOOD-GRY-L is stocked in WEST only.
+    request = _intake(("HOOD-GRY-L", 2, "59.00"))
+    await backend.create_order(request, _token(request), ctx)
+    (hood,) = (await backend.get_availability(["HOOD-GRY-L"], None, ctx)).items
+    assert {w.warehouse: (w.committed, w.available_to_promise) for w in hood.warehouses} == {
+        "EAST": (0, 0),
+        "WEST": (2, 18),
+    }

@@ -1,8 +1,9 @@
-"""The erpgw_idempotency Tryton module: one sale complaint per reference (Idempotency-Key), enforced
-by the database on SQLite and on PostgreSQL, whatever the clients do at the same moment.
+"""The erpgw_idempotency Tryton module: one sale complaint per reference and one sale per
+``idempotency_key`` (Idempotency-Key), enforced by the database on SQLite and on PostgreSQL,
+whatever the clients do at the same moment.
 
 Raw JSON-RPC through the harness's own client, not the adapter: this is the ERP-side guarantee
-the adapter relies on (erp_backends/tryton/returns.py).
+the adapter relies on (erp_backends/tryton/returns.py, sales.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tests.harness.tryton import COMPLAINT_TYPE_NAME, TrytonRPC, TrytonRPCError,
 pytestmark = pytest.mark.tryton
 
 UNIQUE_MESSAGE = "A complaint with this reference already exists"
+SALE_UNIQUE_MESSAGE = "A sale with this idempotency key already exists"
 CLIENTS = 20
 
 
@@ -56,10 +58,20 @@ def _complaint(rpc: TrytonRPC, reference: str) -> dict[str, Any]:
     }
 
 
-def _assert_unique_error(error: Any) -> None:
+def _sale(rpc: TrytonRPC, key: str | None) -> dict[str, Any]:
+    """A draft sale like SO-1001 (same party, addresses, warehouse, first product), keyed ``key``."""
+    fields = ["party", "invoice_address", "shipment_address", "warehouse", "currency", "lines"]
+    (sale,) = rpc.model("sale.sale", "search_read", [["number", "=", "SO-1001"]], 0, 1, None, fields)
+    (line,) = rpc.model("sale.line", "read", sale["lines"][:1], ["product", "unit", "unit_price"])
+    values = {name: sale[name] for name in fields if name != "lines"}
+    lines = [{"product": line["product"], "unit": line["unit"], "quantity": 1, "unit_price": line["unit_price"]}]
+    return {**values, "idempotency_key": key, "idempotency_fingerprint": "f", "lines": [["create", lines]]}
+
+
+def _assert_unique_error(error: Any, message: str = UNIQUE_MESSAGE) -> None:
     assert isinstance(error, list), error
     assert error[0] == "UserError", error
-    assert error[1][0].startswith(UNIQUE_MESSAGE), error
+    assert error[1][0].startswith(message), error
 
 
 def _count(rpc: TrytonRPC, reference: str) -> int:
@@ -100,6 +112,43 @@ def test_concurrent_creates_with_one_reference_make_one_complaint(server: Tryton
     for error in refused:
         _assert_unique_error(error)
     assert _count(rpc, values["reference"]) == 1
+
+
+def test_a_second_sale_with_the_same_key_is_refused(server: TrytonServer) -> None:
+    rpc = server.rpc().login()
+    values = _sale(rpc, f"unique-{uuid.uuid4()}")
+    (first,) = rpc.model("sale.sale", "create", [values])
+    with pytest.raises(TrytonRPCError) as caught:
+        rpc.model("sale.sale", "create", [values])
+    _assert_unique_error(caught.value.error, SALE_UNIQUE_MESSAGE)
+    key = values["idempotency_key"]
+    assert rpc.model("sale.sale", "search_count", [["idempotency_key", "=", key]]) == 1
+    with pytest.raises(TrytonRPCError):  # set when the sale is created, never changed
+        rpc.model("sale.sale", "write", [first], {"idempotency_key": f"other-{uuid.uuid4()}"})
+    (copy,) = rpc.model("sale.sale", "copy", [first])  # a copy is another sale: no key
+    assert rpc.model("sale.sale", "read", [copy], ["idempotency_key"])[0]["idempotency_key"] is None
+    rpc.model("sale.sale", "create", [_sale(rpc, None), _sale(rpc, None)])  # no key: no constraint
+
+
+def test_concurrent_sales_with_one_key_make_one_sale(server: TrytonServer) -> None:
+    rpc = server.rpc().login()
+    values = _sale(rpc, f"race-{uuid.uuid4()}")
+    start = threading.Barrier(CLIENTS)
+
+    def create(_: int) -> tuple[str, Any]:
+        start.wait()
+        try:
+            return "created", rpc.model("sale.sale", "create", [values])
+        except TrytonRPCError as e:
+            return "refused", e.error
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        outcomes = list(pool.map(create, range(CLIENTS)))
+    assert [kind for kind, _ in outcomes].count("created") == 1, outcomes
+    for kind, error in outcomes:
+        if kind == "refused":
+            _assert_unique_error(error, SALE_UNIQUE_MESSAGE)
+    assert rpc.model("sale.sale", "search_count", [["idempotency_key", "=", values["idempotency_key"]]]) == 1
 
 
 def test_on_postgresql_a_racing_create_waits_for_the_first_commit_then_fails(tryton_pg: TrytonServer) -> None:

@@ -22,7 +22,8 @@ loudly on duplicate codes). What it builds, so that adapters can rely on it:
 - stock: one inventory per warehouse dated 2026-10-01 with on_hand + the
   quantities that the seeded shipments later take out of that warehouse;
 - customers: ``party.party.code`` = reference, email/phone contact mechanisms,
-  one address, ``sale_price_list``;
+  one address, ``sale_price_list``; the party ``GUEST_PARTY_CODE`` that guest orders
+  (no customer) are sold to, each with its own shipment address;
 - price lists: ``product.price_list.name`` = the list code (e.g. ACME-2026),
   price = list price, one line per rule in the file's order with formula
   ``unit_price * (1 - <discount>/100)``;
@@ -43,6 +44,8 @@ from decimal import Decimal
 INVENTORY_DATE = dt.date(2026, 10, 1)
 FISCAL_YEAR = (dt.date(2026, 1, 1), dt.date(2026, 12, 31))
 COMPLAINT_TYPE_NAME = "Return authorization"
+#: ``TrytonSettings.guest_party``'s default.
+GUEST_PARTY_CODE = "GUEST"
 COUNTRY_NAMES = {"DE": "Germany", "SE": "Sweden"}
 
 
@@ -282,7 +285,8 @@ def main():
         party.save()
         assert party.code == c["reference"], (party.code, c["reference"])
         customers[c["reference"]] = party
-    log("customers", len(customers))
+    Party(name="Storefront guest", code=GUEST_PARTY_CODE).save()
+    log("customers", len(customers), "and the guest party")
 
     # ---------------------------------------------------------------- orders
     Sale = Model.get("sale.sale")

@@ -33,9 +33,11 @@ def test_undeclared_means_a_write_never_retried() -> None:
     assert UNDECLARED.audited
 
 
-def test_only_create_return_writes_and_only_reads_are_retried() -> None:
-    assert [name for name, spec in OPERATIONS.items() if spec.kind == "write"] == ["create_return"]
+def test_only_the_two_creates_write_and_only_reads_are_retried() -> None:
+    assert [name for name, spec in OPERATIONS.items() if spec.kind == "write"] == ["create_return", "create_order"]
     assert not OPERATIONS["create_return"].retried
+    assert not OPERATIONS["create_order"].retried  # the intake poster retries it, with backoff
+    assert OPERATIONS["create_order"].invalidates == {"availability"}
     assert all(spec.retried for spec in OPERATIONS.values() if spec.kind == "read")
     assert OPERATIONS["create_return"].invalidates == {"orders"}
     assert not OPERATIONS["validate_order"].cached
