@@ -22,6 +22,12 @@ from erp_backends.operations import check_declared
 from erp_backends.port import CallContext, ErpBackend
 from erp_backends.sample import SampleBackend
 from erp_backends.tryton import TrytonBackend, TrytonSettings
+from gateway.intake.holds import HeldStock
+from gateway.intake.poster import Poster
+from gateway.intake.redis_store import RedisIntakeStore
+from gateway.intake.service import IntakeService
+from gateway.intake.sqlite_store import SqliteIntakeStore
+from gateway.intake.store import IntakeStore
 from gateway.observability.telemetry import Telemetry
 from gateway.settings import BackendSettings, SampleBackendSettings, Settings, TrytonBackendSettings
 from gateway.shared_state import client_of, open_shared_state
@@ -38,6 +44,7 @@ __all__ = [
     "ADAPTERS",
     "Check",
     "ErpRuntime",
+    "PostingWorker",
     "Runtime",
     "WrapAdapter",
     "build_adapter",
@@ -165,6 +172,45 @@ def build_idempotency_store(settings: Settings, redis: LenientState) -> Idempote
     return LayeredIdempotencyStore(RedisIdempotencyStore(redis.strict), local) if redis.strict else local
 
 
+def build_intake_store(settings: Settings, redis: LenientState) -> IntakeStore:
+    """Redis across instances, else the host's SQLite file. No fallback from one to the other:
+    holds in two places could promise the same units twice, so a down store refuses intake."""
+    keep = settings.intake.posted_hold_seconds
+    if redis.strict is not None:
+        return RedisIntakeStore(redis.strict, posted_hold_seconds=keep)
+    return SqliteIntakeStore(settings.intake.path, keep)
+
+
+def build_poster(settings: Settings, erp: ErpRuntime, store: IntakeStore, holds: HeldStock | None = None) -> Poster:
+    """Posting through the default backend's whole chain (its cache drops the stock it changed),
+    paused while that backend's write breaker refuses calls; ``holds``: this process's view of
+    the holds, told at once of what posting changed."""
+    writes = erp.default.guarded.breakers["writes"]
+    return Poster(
+        store,
+        erp.default.backend,
+        settings.intake,
+        paused=lambda: writes.refusing_for() > 0,
+        changed=holds.forget if holds is not None else lambda sku: None,
+    )
+
+
+class PostingWorker:
+    """What ``erp-gateway worker`` runs: the ERP runtime, the intake store and the poster,
+    without HTTP (a separate Deployment when posting is not left to the gateway's workers)."""
+
+    def __init__(self, settings: Settings, wrap_adapter: WrapAdapter | None = None) -> None:
+        self.redis = open_shared_state(settings.redis)
+        self.erp = build_erp(settings, self.redis, wrap_adapter=wrap_adapter)
+        self.store = build_intake_store(settings, self.redis)
+        self.poster = build_poster(settings, self.erp, self.store)
+
+    async def aclose(self) -> None:
+        await self.store.aclose()
+        await self.erp.aclose()
+        await self.redis.aclose()
+
+
 #: Seconds /readyz gives Redis and the shared breaker states (its whole budget is 2 s).
 SHARED_CHECKS_SECONDS = 1.0
 
@@ -203,12 +249,23 @@ class Runtime:
         )
         self.writes = IdempotentWrites(build_idempotency_store(settings, self.redis), settings.idempotency)
         self.returns = ReturnWrites(self.erp.default.backend, self.writes)
+        self.intake: IntakeService | None = None
+        self.poster: Poster | None = None
+        if settings.intake.enabled:
+            store = build_intake_store(settings, self.redis)
+            holds = HeldStock(store, settings.cache.local_ttl_seconds)
+            self.intake = IntakeService(store, self.erp.default, settings.intake, holds)
+            if settings.intake.post_in_workers:
+                self.poster = build_poster(settings, self.erp, store, holds)
+        self._posting: asyncio.Task[None] | None = None
         self.quotas = (
             QuotaLimiter(settings.quotas, self.redis, settings.server.workers) if settings.quotas.enabled else None
         )
 
     def start(self) -> None:
         self.erp.start()
+        if self.poster is not None:
+            self._posting = asyncio.get_running_loop().create_task(self.poster.run())
 
     async def readiness(self) -> list[Check]:
         """Every backend must answer (the default one is required); Redis and breakers are
@@ -255,6 +312,11 @@ class Runtime:
         return checks
 
     async def aclose(self) -> None:
+        if self.poster is not None and self._posting is not None:
+            self.poster.stop()  # posts in flight finish (bounded by the ERP write timeout)
+            await asyncio.gather(self._posting, return_exceptions=True)
+        if self.intake is not None:
+            await self.intake.store.aclose()
         await self.writes.aclose()
         await self.erp.aclose()
         await self.redis.aclose()

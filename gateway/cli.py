@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
 import logging
 import os
@@ -18,6 +19,8 @@ import msgspec
 from erp_backends.port import ErpBackend
 from gateway.observability.logging import configure_logging, gunicorn_log_config
 from gateway.settings import Settings, check_startup, load_settings
+
+log = logging.getLogger("erp_gateway.worker")
 
 __all__ = ["WrapAdapter", "main", "openapi_document"]
 
@@ -170,6 +173,34 @@ def _check_backend(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if ok else 1
 
 
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    """Post accepted orders to the ERP until SIGTERM or SIGINT (posts in flight finish), or,
+    with ``--once``, post what is due now and exit."""
+    import signal
+
+    from gateway.bootstrap import PostingWorker
+
+    async def run() -> int:
+        worker = PostingWorker(settings, wrap_adapter=args.wrap_adapter)
+        try:
+            worker.erp.start()
+            if args.once:
+                attempts = await worker.poster.post_due()
+                print(f"{attempts} attempts, {worker.poster.posted} posted")
+                return 0
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, worker.poster.stop)
+            log.info("posting accepted orders to %s", settings.default_backend_name())
+            await worker.poster.run()
+            log.info("worker stopped; %d orders posted", worker.poster.posted)
+            return 0
+        finally:
+            await worker.aclose()
+
+    return asyncio.run(run())
+
+
 def _token(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.auth import SCOPES
     from gateway.auth.devkeys import load_or_create_dev_key, mint_token
@@ -236,6 +267,10 @@ def main(argv: Sequence[str] | None = None, *, wrap_adapter: WrapAdapter | None 
     check.add_argument("--currency", help="the currency the ERP prices in (default EUR)")
     check.set_defaults(run=_check_backend)
 
+    work = commands.add_parser("worker", help="post accepted orders to the ERP (order intake), until SIGTERM")
+    work.add_argument("--once", action="store_true", help="post what is due now, then exit")
+    work.set_defaults(run=_worker, wrap_adapter=wrap_adapter)
+
     from gateway.auth.scopes import SCOPES
 
     token = commands.add_parser(
@@ -260,7 +295,7 @@ def main(argv: Sequence[str] | None = None, *, wrap_adapter: WrapAdapter | None 
         settings = load_settings()
         if args.run is _serve:
             settings = _with_serve_options(settings, args)
-        if args.run in (_serve, _check_backend):
+        if args.run in (_serve, _check_backend, _worker):
             # In the gunicorn master, before forking: a bad setting is one line here, not a
             # traceback per worker and "Worker failed to boot".
             check_startup(settings, serving=args.run is _serve)

@@ -113,8 +113,8 @@ class HotPath:
         runtime: Runtime = self._litestar.state.runtime
         cache = runtime.erp.default.cache
         found = cache.cached_availability(sku) if cache is not None else None
-        if found is None:
-            return None
+        if found is None or (runtime.intake is not None and not runtime.intake.holds.none_held(sku)):
+            return None  # held units to subtract, or not known to be none: the route answers
         quotas = runtime.quotas
         if quotas is not None:
             decision = quotas.try_acquire(identity.client_id, identity.client_class)

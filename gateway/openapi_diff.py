@@ -111,7 +111,13 @@ class _Walk:
         for name in sorted(new.keys() - old.keys()):
             self.note(False, f"security scheme {name}", "added")
         for name in sorted(old.keys() & new.keys()):
-            if _without_docs(old[name]) != _without_docs(new[name]):
+            before, after = _scopes(old[name]), _scopes(new[name])
+            for flow in sorted(before.keys() & after.keys()):
+                for scope in sorted(after[flow] - before[flow]):  # a token may ask for more: nothing breaks
+                    self.note(False, f"security scheme {name}", f"{flow} scope {scope!r} added")
+            if _without_docs(_no_scopes(old[name])) != _without_docs(_no_scopes(new[name])) or any(
+                before[flow] - after.get(flow, set()) for flow in before
+            ):
                 self.note(True, f"security scheme {name}", "changed (type, flow, URL or scopes)")
 
     # -- paths and operations ---------------------------------------------------------------
@@ -450,6 +456,19 @@ def _security(requirements: list[Json]) -> Security:
 def _show(requirements: Security) -> str:
     ways = [" + ".join(f"{name}{list(scopes) if scopes else ''}" for name, scopes in sorted(r)) for r in requirements]
     return " or ".join(sorted(ways)) or "none"
+
+
+def _scopes(scheme: Json) -> dict[str, set[str]]:
+    """The scopes of each OAuth2 flow of ``scheme``."""
+    return {flow: set(spec.get("scopes", {})) for flow, spec in scheme.get("flows", {}).items()}
+
+
+def _no_scopes(scheme: Json) -> Json:
+    """``scheme`` with its flows' scope lists left out (compared apart: ``_scopes``)."""
+    if "flows" not in scheme:
+        return scheme
+    flows = {flow: {k: v for k, v in spec.items() if k != "scopes"} for flow, spec in scheme["flows"].items()}
+    return {**scheme, "flows": flows}
 
 
 def _without_docs(node: Any) -> Any:

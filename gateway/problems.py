@@ -43,9 +43,14 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "sku-not-found": (404, "Unknown SKU"),
     "order-not-found": (404, "Unknown order"),
     "return-authorization-not-found": (404, "Unknown return authorization"),
+    "intake-not-found": (404, "Unknown order intake"),
     "method-not-allowed": (405, "Method not allowed"),
     "not-acceptable": (406, "Not acceptable"),
     "nothing-delivered": (409, "Nothing delivered yet"),
+    "insufficient-stock": (409, "Not enough stock for the order"),
+    "price-changed": (409, "Prices changed since the shopper saw them"),
+    "order-already-submitted": (409, "The order was submitted already"),
+    "intake-not-changeable": (409, "The order intake cannot be changed now"),
     "payload-too-large": (413, "Request body too large"),
     "unsupported-media-type": (415, "Unsupported media type"),
     "headers-too-large": (431, "Request headers too large"),
@@ -67,6 +72,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "erp-busy": (503, "Too many ERP calls at once; the request was shed"),
     "quota-unavailable": (503, "Quotas cannot be checked right now"),
     "idempotency-unavailable": (503, "The write cannot be recorded right now"),
+    "intake-unavailable": (503, "Orders cannot be recorded right now"),
     "invalidation-not-shared": (503, "The invalidation could not reach every worker"),
     "service-unavailable": (503, "The service is unavailable right now"),
     "erp-timeout": (504, "The ERP did not answer in time"),
@@ -206,6 +212,7 @@ def _on_erp(request: Request[Any, Any, Any], exc: ErpError) -> Response[bytes]:
         status = 409 if isinstance(exc, Conflict) else 422
         errors = [FieldError(field=exc.field, message=exc.detail)] if exc.field else None
         extra: dict[str, Any] = {"available": exc.available} if exc.available is not None else {}
+        extra.update(getattr(exc, "extra", {}))  # a refusal's own fields (``gateway.intake``)
         if exc.field and exc.field.startswith("lines["):
             extra["line"] = exc.field
         retry_after = getattr(exc, "retry_after", None)  # a write in progress: when to try again

@@ -26,6 +26,7 @@ import msgspec
 from erp_backends.sample import SampleSettings
 from erp_backends.tryton import TrytonSettings
 from gateway.auth.settings import AuthSettings
+from gateway.intake.settings import IntakeSettings
 from gateway.observability.settings import ObservabilitySettings
 from gateway.shared_state.connect import RedisSettings, parse_nodes
 from gateway.writes.idempotency import IdempotencySettings
@@ -125,6 +126,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     retry: RetrySettings = msgspec.field(default_factory=RetrySettings)
     timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
     idempotency: IdempotencySettings = msgspec.field(default_factory=IdempotencySettings)
+    intake: IntakeSettings = msgspec.field(default_factory=IntakeSettings)
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
 
     def backend_entries(self) -> dict[str, BackendSettings]:
@@ -256,12 +258,32 @@ def _check_relations(settings: Settings) -> None:
         "quotas.lease_divisor": settings.quotas.lease_divisor,
         "quotas.max_lease": settings.quotas.max_lease,
     }
+    intake = settings.intake
+    positive.update(
+        {
+            "intake.max_stock_age_seconds": intake.max_stock_age_seconds,
+            "intake.posting_concurrency": intake.posting_concurrency,
+            "intake.max_attempts": intake.max_attempts,
+            "intake.backoff_seconds": intake.backoff_seconds,
+            "intake.max_backoff_seconds": intake.max_backoff_seconds,
+            "intake.idle_seconds": intake.idle_seconds,
+        }
+    )
+    if not intake.price_tolerance.is_finite() or intake.price_tolerance < 0:
+        raise SettingsError(env_name("intake.price_tolerance"), "set an amount of 0 or more", "intake.price_tolerance")
     for name, quota in settings.quotas.classes.items():
         positive[f"quotas.classes.{name}.requests"] = quota.requests
         positive[f"quotas.classes.{name}.window_seconds"] = quota.window_seconds
     for dotted, number in positive.items():
         if number <= 0:
             raise SettingsError(env_name(dotted), f"{number!r} must be more than zero", dotted)
+    if settings.intake.lease_seconds <= settings.timeouts.write_seconds:
+        raise SettingsError(
+            env_name("intake.lease_seconds"),
+            f"{settings.intake.lease_seconds} must be longer than ERPGW_TIMEOUTS__WRITE_SECONDS "
+            f"({settings.timeouts.write_seconds:g}): a worker's hold on an order must outlast its post",
+            "intake.lease_seconds",
+        )
     if settings.idempotency.lease_seconds <= settings.timeouts.write_seconds:
         raise SettingsError(
             env_name("idempotency.lease_seconds"),
@@ -397,11 +419,13 @@ def check_startup(settings: Settings, *, serving: bool = True) -> None:
             raise SettingsError("ERPGW_SERVER__GRACEFUL_TIMEOUT", "set at least 1 second", "server.graceful_timeout")
         if token_file := settings.observability.metrics_token_file:
             _readable(token_file, "observability.metrics_token_file")
-        _check_redis(settings.redis)
         _writable(settings.idempotency.path, "idempotency.path")
         if not 0.0 <= settings.observability.trace_sample_ratio <= 1.0:
             hint = "set a share between 0 and 1"
             raise SettingsError("ERPGW_OBSERVABILITY__TRACE_SAMPLE_RATIO", hint, "observability.trace_sample_ratio")
+    _check_redis(settings.redis)
+    if settings.intake.enabled and not settings.redis.configured:
+        _writable(settings.intake.path, "intake.path")
     for name, entry in settings.backend_entries().items():
         _check_backend_entry(settings.backend_section(name), entry)
 

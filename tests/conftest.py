@@ -22,6 +22,7 @@ from gateway.app import create_app
 from gateway.auth import SCOPES
 from gateway.auth.devkeys import load_or_create_dev_key, mint_token
 from gateway.auth.settings import DEV_ISSUER
+from gateway.intake.settings import IntakeSettings
 from gateway.problems import PROBLEM_BASE
 from gateway.settings import Settings
 from gateway.shared_state import RedisSettings, connect
@@ -100,6 +101,8 @@ def settings(sample_path: Path, dev_key_path: Path) -> Settings:
         Settings(
             sample=SampleSettings(path=str(sample_path)),
             idempotency=IdempotencySettings(path=str(sample_path.with_name("idempotency.sqlite"))),
+            # posting is driven by the tests that need it (``tests/api/test_intake.py``)
+            intake=IntakeSettings(path=str(sample_path.with_name("intake.sqlite")), post_in_workers=False),
         ),
         dev_key_path,
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import msgspec
 
-__all__ = ["FieldError", "Problem"]
+__all__ = ["ChangedPriceLine", "FieldError", "Problem", "ShortStockLine"]
 
 
 class FieldError(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
@@ -12,6 +14,24 @@ class FieldError(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
 
     field: str
     message: str
+
+
+class ShortStockLine(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
+    """A line of an order that stock cannot cover: ``line`` is its index in ``lines``."""
+
+    line: int
+    sku: str
+    requested: int
+    available: int
+
+
+class ChangedPriceLine(msgspec.Struct, kw_only=True, frozen=True, rename="camel"):
+    """A line whose unit price is no longer what the shopper saw (money as decimal strings)."""
+
+    line: int
+    sku: str
+    seen_unit_price: Decimal
+    current_unit_price: Decimal
 
 
 class Problem(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True, rename="camel"):
@@ -27,3 +47,9 @@ class Problem(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True, ren
     errors: list[FieldError] | None = None
     line: str | None = None
     available: int | None = None
+    #: ``order-already-submitted``: the intake the storefront's reference belongs to.
+    existing: str | None = None
+    #: ``insufficient-stock``: every line that stock cannot cover.
+    short_lines: list[ShortStockLine] | None = None
+    #: ``price-changed``: every line whose price moved beyond the tolerance.
+    changed_lines: list[ChangedPriceLine] | None = None

@@ -20,10 +20,22 @@ __all__ = ["require_scopes"]
 
 
 def require_scopes(scope: Scope) -> None:
-    """Raise 401/403 unless the authenticated caller holds every scope the route declares."""
+    """Raise 401/403 unless the authenticated caller holds every scope the route declares
+    (``opt["scopes"]``), or one of its alternatives (``opt["scopes_any"]``)."""
     handler: BaseRouteHandler = scope["route_handler"]
     required: list[str] | None = handler.opt.get("scopes")
     identity = client_identity(scope)
+    alternatives: list[str] | None = handler.opt.get("scopes_any")
+    if alternatives is not None:  # ``requires_any``: one of them suffices
+        if identity is None:
+            raise NotAuthorizedException(detail="a bearer token is required", headers={"WWW-Authenticate": challenge()})
+        if not any(alternative in identity.scopes for alternative in alternatives):
+            needed = " or ".join(alternatives)
+            raise PermissionDeniedException(
+                detail=f"this operation requires one of the scopes {needed}",
+                headers={"WWW-Authenticate": challenge("insufficient_scope", f"requires {needed}", alternatives[0])},
+            )
+        return
     if required is None:
         if identity is None:
             return  # an exempt route: health, docs

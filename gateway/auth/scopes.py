@@ -10,7 +10,7 @@ from typing import Any
 
 from erp_backends.operations import OPERATIONS
 
-__all__ = ["PII_SCOPE", "SCOPES", "SECURITY_SCHEME", "WRITE_SCOPES", "requires"]
+__all__ = ["PII_SCOPE", "SCOPES", "SECURITY_SCHEME", "WRITE_SCOPES", "requires", "requires_any"]
 
 #: Name of the OAuth2 security scheme in the OpenAPI components.
 SECURITY_SCHEME = "oauth2"
@@ -23,6 +23,7 @@ SCOPES: dict[str, str] = {
     "orders:read": "Look up orders (customer email, phone and address withheld)",
     "orders:read:pii": "With orders:read, see the customer's email, phone and address",
     "returns:write": "Create return authorizations",
+    "orders:write": "Submit orders (order intake) and read their intake status",
     "returns:read": "Read return authorizations",
     "admin": "Administrative operations such as cache invalidation",
 }
@@ -41,3 +42,12 @@ def requires(*scopes: str) -> dict[str, Any]:
     if unknown or not scopes:
         raise ValueError(f"unknown or missing scope: {unknown}")
     return {"opt": {"scopes": list(scopes)}, "security": [{SECURITY_SCHEME: list(scopes)}]}
+
+
+def requires_any(*scopes: str) -> dict[str, Any]:
+    """Route decorator arguments requiring at least one of ``scopes`` (OpenAPI: alternative
+    security requirements): ``@get(..., **requires_any("orders:write", "orders:read"))``."""
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown or len(scopes) < 2:
+        raise ValueError(f"unknown scope or fewer than two alternatives: {unknown or scopes}")
+    return {"opt": {"scopes_any": list(scopes)}, "security": [{SECURITY_SCHEME: [scope]} for scope in scopes]}

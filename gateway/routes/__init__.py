@@ -7,10 +7,11 @@ Routes never see policies or adapters: they receive an ``ErpBackend`` (``erp``) 
 from gateway.routes.admin import AdminController
 from gateway.routes.availability import AvailabilityController
 from gateway.routes.health import HealthController
+from gateway.routes.intake import IntakeAdminController, IntakeController
 from gateway.routes.orders import OrdersController
 from gateway.routes.prices import PricesController
 from gateway.routes.returns import ReturnsController
 
-__all__ = ["V1_CONTROLLERS", "AdminController", "HealthController"]
+__all__ = ["V1_CONTROLLERS", "AdminController", "HealthController", "IntakeAdminController"]
 
-V1_CONTROLLERS = [AvailabilityController, PricesController, OrdersController, ReturnsController]
+V1_CONTROLLERS = [AvailabilityController, PricesController, OrdersController, IntakeController, ReturnsController]

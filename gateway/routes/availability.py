@@ -10,8 +10,9 @@ from litestar.params import Parameter
 from contracts.v1 import AvailabilityBatch, AvailabilityBatchRequest, SkuAvailability
 from contracts.v1._types import PATH_REFERENCE_PATTERN, REFERENCE_MAX_LENGTH
 from erp_backends.errors import NotFound
+from erp_backends.port import CallContext
 from gateway.auth.scopes import requires
-from gateway.routes._deps import AnyRequest, erp_call
+from gateway.routes._deps import AnyRequest, erp_call, runtime_of
 from gateway.routes._openapi import body, example, responses
 
 __all__ = ["AvailabilityController"]
@@ -57,7 +58,10 @@ class AvailabilityController(Controller):
         operation_id="getAvailability",
         **requires("availability:read"),
         summary="Stock of one SKU",
-        description="On hand, committed and available to promise, per warehouse. Unknown SKU: 404.",
+        description=(
+            "On hand, committed and available to promise, per warehouse. `availableToPromise` is the ERP's less "
+            "what accepted orders (`submitOrder`) hold until the ERP's own stock shows them. Unknown SKU: 404."
+        ),
         responses=responses(
             200,
             SkuAvailability,
@@ -69,7 +73,9 @@ class AvailabilityController(Controller):
     )
     async def get_one(self, sku: SkuPath, request: AnyRequest, warehouse: WarehouseQuery = None) -> SkuAvailability:
         erp, ctx = erp_call(request)
-        batch = await erp.get_availability([sku], [warehouse] if warehouse else None, ctx)
+        batch = await held_back(
+            request, ctx, await erp.get_availability([sku], [warehouse] if warehouse else None, ctx)
+        )
         if not batch.items:
             raise NotFound("sku", sku)
         return batch.items[0]
@@ -99,4 +105,12 @@ class AvailabilityController(Controller):
         request: AnyRequest,
     ) -> AvailabilityBatch:
         erp, ctx = erp_call(request)
-        return await erp.get_availability(data.skus, data.warehouses, ctx)
+        return await held_back(request, ctx, await erp.get_availability(data.skus, data.warehouses, ctx))
+
+
+async def held_back(request: AnyRequest, ctx: CallContext, batch: AvailabilityBatch) -> AvailabilityBatch:
+    """``batch`` less the units accepted orders hold (``gateway.intake.holds``)."""
+    intake = runtime_of(request).intake
+    if intake is None:
+        return batch
+    return await intake.holds.subtract(batch, ctx.notes.read_at if ctx.notes is not None else {})

@@ -1,18 +1,21 @@
-"""POST /v1/orders/validate, GET /v1/orders/{orderNumber}, GET /v1/orders?externalRef=."""
+"""POST /v1/orders/validate, GET /v1/orders/{orderNumber}, GET /v1/orders?externalRef=, and
+POST /v1/orders (order intake: ``gateway.routes.intake``)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from litestar import Controller, get, post
+from litestar import Controller, HttpMethod, Response, get, post, route
 from litestar.params import Parameter, QueryParameter
 
-from contracts.v1 import Order, OrderList, OrderValidation, OrderValidationRequest
+from contracts.v1 import Order, OrderIntake, OrderIntakeRequest, OrderList, OrderValidation, OrderValidationRequest
 from contracts.v1._types import PATH_REFERENCE_PATTERN, REFERENCE_MAX_LENGTH
 from gateway.auth.minimization import minimize_order, minimize_orders
 from gateway.auth.scopes import requires
 from gateway.routes._deps import AnyRequest, erp_call
 from gateway.routes._openapi import body, example, responses
+from gateway.routes.intake import ORDER_EXAMPLE, SUBMIT_ORDER, submit_order
+from gateway.routes.returns import IdempotencyKeyHeader
 
 __all__ = ["OrdersController"]
 
@@ -84,6 +87,20 @@ ExternalRefQuery = Annotated[
 class OrdersController(Controller):
     path = "/v1/orders"
     tags = ["orders"]
+
+    @route("/", http_method=[HttpMethod.OPTIONS], include_in_schema=False)
+    async def allowed(self) -> Response[None]:
+        """Litestar's own OPTIONS answer for a path of two handlers names only the first's method."""
+        return Response(None, status_code=204, headers={"Allow": "GET, OPTIONS, POST"}, media_type="text/plain")
+
+    @post("/", **SUBMIT_ORDER)
+    async def submit(
+        self,
+        data: Annotated[OrderIntakeRequest, body("Two mugs for a known customer", ORDER_EXAMPLE)],
+        idempotency_key: IdempotencyKeyHeader,
+        request: AnyRequest,
+    ) -> Response[OrderIntake]:
+        return await submit_order(data, idempotency_key, request)
 
     @post(
         "/validate",

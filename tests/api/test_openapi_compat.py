@@ -164,3 +164,25 @@ def test_deprecated_refuses_a_sunset_before_the_deprecation() -> None:
         deprecated(since="2027-01-01", sunset="2026-01-01")
     with pytest.raises(ValueError, match="not a URI reference"):
         deprecated(since="2027-01-01", sunset="2027-06-30", successor='/v2/x>; rel="evil"')
+
+
+def test_a_new_scope_is_not_breaking_a_removed_one_is() -> None:
+    published = _published()
+    scheme = published["components"]["securitySchemes"]["oauth2"]
+    flow = next(iter(scheme["flows"]))
+
+    def with_scopes(scopes: dict[str, str]) -> dict[str, Any]:
+        changed = msgspec.json.decode(msgspec.json.encode(published))
+        changed["components"]["securitySchemes"]["oauth2"]["flows"][flow]["scopes"] = scopes
+        return changed
+
+    scopes = dict(scheme["flows"][flow]["scopes"])
+    added = diff(published, with_scopes({**scopes, "stock:write": "Write stock"}))
+    assert [str(c) for c in added if "security scheme" in str(c)] == [
+        f"ok        security scheme oauth2: {flow} scope 'stock:write' added"
+    ]
+    assert not breaking(added)
+    removed = diff(published, with_scopes({k: v for k, v in scopes.items() if k != "admin"}))
+    assert [str(c) for c in breaking(removed)] == [
+        "BREAKING  security scheme oauth2: changed (type, flow, URL or scopes)"
+    ]

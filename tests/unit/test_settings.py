@@ -66,6 +66,10 @@ def test_every_setting_is_documented_in_the_readme() -> None:
         ),
         ({"ERPGW_QUOTAS__LEASE_DIVISOR": "0"}, "ERPGW_QUOTAS__LEASE_DIVISOR", "more than zero"),
         ({"ERPGW_QUOTAS__MAX_LEASE": "0"}, "ERPGW_QUOTAS__MAX_LEASE", "more than zero"),
+        ({"ERPGW_INTAKE__POSTING_CONCURRENCY": "0"}, "ERPGW_INTAKE__POSTING_CONCURRENCY", "more than zero"),
+        ({"ERPGW_INTAKE__PRICE_TOLERANCE": "-0.01"}, "ERPGW_INTAKE__PRICE_TOLERANCE", "0 or more"),
+        ({"ERPGW_INTAKE__PRICE_TOLERANCE": "lots"}, "ERPGW_INTAKE__PRICE_TOLERANCE", "decimal"),
+        ({"ERPGW_INTAKE__LEASE_SECONDS": "1"}, "ERPGW_INTAKE__LEASE_SECONDS", "longer than"),
     ],
 )
 def test_a_bad_setting_names_its_environment_variable(environ: dict[str, str], env: str, says: str) -> None:

@@ -1,0 +1,108 @@
+"""What accepted orders hold, subtracted from every availability answer.
+
+``available_to_promise`` (per warehouse and in total) is the ERP's minus the units held for
+accepted orders the ERP does not show yet (``HoldLedger.held``); ``on_hand`` and ``committed``
+stay the ERP's. A hold never makes a positive figure negative (at most down to 0); a figure the
+ERP already had below 0 (a backorder) stays as it was.
+
+Each process keeps the ledger of a SKU for ``ttl_seconds`` (the cache's local TTL) after it
+read it from the store: an order accepted through another worker or instance shows in this
+one's answers within that time, the bound the cache's in-process tier has for an
+invalidation. A change made through this process shows at once (``forget``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import msgspec
+
+from contracts.v1 import AvailabilityBatch, SkuAvailability, WarehouseStock
+from gateway.intake.store import HoldLedger, IntakeStore, IntakeStoreUnavailable
+
+__all__ = ["HeldStock"]
+
+#: Seconds subtracted from an answer's ``asOf`` to get the time its ERP read was sent (the
+#: adapter stamps ``asOf`` when the answer came): a posted hold that young still counts.
+_READ_MARGIN_SECONDS = 5.0
+
+_NONE = HoldLedger(active={}, posted={})
+
+
+class HeldStock:
+    def __init__(self, store: IntakeStore, ttl_seconds: float) -> None:
+        self._store = store
+        self._ttl = ttl_seconds
+        #: sku -> (known until, that SKU's part of the ledger)
+        self._known: dict[str, tuple[float, HoldLedger]] = {}
+
+    def none_held(self, sku: str) -> bool:
+        """True when this process knows, within its TTL, that nothing is held on ``sku`` (the
+        hot path may answer the ERP's figures as they are); False: ask ``subtract``."""
+        known = self._known.get(sku)
+        return known is not None and known[0] > time.monotonic() and not known[1].active and not known[1].posted
+
+    def forget(self, sku: str) -> None:
+        """Holds on ``sku`` changed here (accepted, cancelled, replayed): read them again."""
+        self._known.pop(sku, None)
+
+    async def subtract(self, batch: AvailabilityBatch, read_at: Mapping[str, float]) -> AvailabilityBatch:
+        """``batch`` with the held units subtracted. The store is asked for the SKUs this
+        process does not know within its TTL; while it cannot answer, what this process last
+        knew stands (availability answers go on while intake is refused). ``read_at``: when
+        each SKU's figures were read from the ERP, where known (``CallNotes.read_at``); else
+        ``asOf`` less a margin."""
+        if not batch.items:
+            return batch
+        ledger = await self._ledger([item.sku for item in batch.items])
+        items = [_subtract(item, ledger, read_at.get(item.sku)) for item in batch.items]
+        return msgspec.structs.replace(batch, items=items)
+
+    async def _ledger(self, skus: Sequence[str]) -> HoldLedger:
+        now = time.monotonic()
+        missing = [sku for sku in skus if (known := self._known.get(sku)) is None or known[0] <= now]
+        if missing:
+            try:
+                fresh = await self._store.ledger(missing, time.time())
+            except IntakeStoreUnavailable:  # reads go on: with what this process last knew
+                fresh = None
+            until = now + self._ttl
+            if fresh is None:
+                fresh, until = _NONE, now  # known as nothing only where nothing was known before
+                missing = [sku for sku in missing if sku not in self._known]
+            for sku in missing:
+                self._known[sku] = (until, _part(fresh, sku))
+            if len(self._known) > 50_000:  # bounded: forget what ran out
+                self._known = {k: v for k, v in self._known.items() if v[0] > now}
+        active: dict[tuple[str, str], int] = {}
+        posted: dict[tuple[str, str], tuple[tuple[float, int], ...]] = {}
+        for sku in skus:
+            part = self._known[sku][1]
+            active.update(part.active)
+            posted.update(part.posted)
+        return HoldLedger(active=active, posted=posted)
+
+
+def _part(ledger: HoldLedger, sku: str) -> HoldLedger:
+    active = {place: units for place, units in ledger.active.items() if place[0] == sku}
+    posted = {place: items for place, items in ledger.posted.items() if place[0] == sku}
+    return HoldLedger(active=active, posted=posted) if active or posted else _NONE
+
+
+def _subtract(item: SkuAvailability, ledger: HoldLedger, read_at: float | None) -> SkuAvailability:
+    if read_at is None:
+        read_at = item.as_of.timestamp() - _READ_MARGIN_SECONDS
+    warehouses: list[WarehouseStock] = []
+    changed = False
+    for stock in item.warehouses:
+        held = ledger.held(item.sku, stock.warehouse, read_at)
+        if held and stock.available_to_promise > 0:
+            stock = msgspec.structs.replace(stock, available_to_promise=max(0, stock.available_to_promise - held))
+            changed = True
+        warehouses.append(stock)
+    if not changed:
+        return item
+    return msgspec.structs.replace(
+        item, warehouses=warehouses, available_to_promise=sum(w.available_to_promise for w in warehouses)
+    )

@@ -1,0 +1,262 @@
+"""Accepting an order: judge it on the gateway's knowledge of stock and prices, then hold its
+stock, record it and queue it in one atomic step of the store (``IntakeStore.accept``).
+
+The judgement is ``validateOrder``'s, without asking the ERP when the cache knows: stock from
+a fresh cache entry or the ERP (while the ERP is down, an entry up to ``max_stock_age_seconds``
+old), prices from the price cache; a unit price may differ from the shopper's by at most
+``price_tolerance``. What accepted orders hold is subtracted inside the atomic step.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
+
+import msgspec
+
+from contracts.v1 import (
+    HeldLine,
+    OrderIntake,
+    OrderIntakeRequest,
+    PriceCheckLine,
+    PriceCheckRequest,
+    SkuAvailability,
+    StatusChange,
+)
+from contracts.v1.intake import IntakeStatus
+from contracts.v1.problems import ChangedPriceLine, ShortStockLine
+from erp_backends.errors import Conflict, ErpUnavailable, NotFound, Rejected
+from erp_backends.port import CallContext, CallNotes, IdempotencyToken
+from gateway.intake.holds import HeldStock
+from gateway.intake.settings import IntakeSettings
+from gateway.intake.store import (
+    Accepted,
+    AlreadySubmitted,
+    IntakeRecord,
+    IntakeStore,
+    IntakeStoreUnavailable,
+    KeyReused,
+    LineNeed,
+    Replayed,
+    Short,
+    Stale,
+)
+from gateway.writes.idempotency import key_reused, record_key
+from policies.chain import PolicyChain
+
+__all__ = [
+    "IntakeRefused",
+    "IntakeService",
+    "IntakeUnavailable",
+    "intake_view",
+    "new_intake_id",
+]
+
+T = TypeVar("T")
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's base 32, lower case
+
+
+def new_intake_id() -> str:
+    """``in_`` + 26 base-32 characters: 48 bits of milliseconds, then 80 random bits (sortable by time)."""
+    number = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        number, digit = divmod(number, 32)
+        chars.append(_ALPHABET[digit])
+    return "in_" + "".join(reversed(chars))
+
+
+class IntakeRefused(Conflict):
+    """409: the order cannot be accepted as it is (stock, price, a duplicate); nothing was held."""
+
+    def __init__(self, code: str, detail: str, **extra: object) -> None:
+        super().__init__(code, detail)
+        self.extra = extra
+
+
+class IntakeUnavailable(ErpUnavailable):
+    """The intake store cannot record the order: 503, never accepted unrecorded."""
+
+    code = "intake-unavailable"
+
+
+class IntakeService:
+    def __init__(self, store: IntakeStore, chain: PolicyChain, settings: IntakeSettings, holds: HeldStock) -> None:
+        self.store = store
+        self.holds = holds
+        self._chain = chain
+        self._settings = settings
+
+    async def submit(self, request: OrderIntakeRequest, key: str, ctx: CallContext) -> tuple[IntakeRecord, bool]:
+        """(the intake, replayed). Raises ``Rejected`` (422), ``IntakeRefused`` (409),
+        ``IntakeUnavailable`` (503) or the ERP's failure when neither it nor the cache knows."""
+        token = IdempotencyToken.for_request(record_key(ctx.client_id, key), request)
+        known = await self._ask(self.store.find(key=token.key))
+        if known is not None:
+            if known.fingerprint != token.fingerprint:
+                raise key_reused()
+            return known, True
+        stock = await self._stock([line.sku for line in request.lines], ctx)
+        needs = _needs(request, stock)
+        await self._check_prices(request, ctx)
+        now = time.time()
+        draft = IntakeRecord(
+            intake_id=new_intake_id(),
+            external_ref=request.external_ref,
+            key=token.key,
+            fingerprint=token.fingerprint,
+            request=msgspec.json.encode(request),
+            holds=(),
+            status="accepted",
+            accepted_at=now,
+        )
+        outcome = await self._ask(self.store.accept(draft, needs, now))
+        if isinstance(outcome, Accepted):
+            for hold in outcome.record.holds:
+                self.holds.forget(hold.sku)
+            return outcome.record, False
+        if isinstance(outcome, Replayed):
+            return outcome.record, True
+        if isinstance(outcome, KeyReused):
+            raise key_reused()
+        if isinstance(outcome, AlreadySubmitted):
+            link = f"/v1/order-intakes/{outcome.intake_id}"
+            raise IntakeRefused(
+                "order-already-submitted",
+                f"order {request.external_ref!r} was submitted already under another Idempotency-Key: {link}",
+                existing=link,
+            )
+        assert isinstance(outcome, Short)
+        said = "; ".join(
+            f"lines[{s.line}] ({s.sku}): {request.lines[s.line].quantity} requested, {s.available} available"
+            for s in outcome.lines
+        )
+        raise IntakeRefused(
+            "insufficient-stock",
+            f"not enough stock, nothing was held: {said}",
+            short_lines=[
+                ShortStockLine(line=s.line, sku=s.sku, requested=request.lines[s.line].quantity, available=s.available)
+                for s in outcome.lines
+            ],
+        )
+
+    async def get(self, intake_id: str) -> IntakeRecord:
+        record = await self._ask(self.store.get(intake_id))
+        if record is None:
+            raise NotFound("intake", intake_id)
+        return record
+
+    async def list(self, status: IntakeStatus | None, limit: int) -> list[IntakeRecord]:
+        return await self._ask(self.store.list(status, limit))
+
+    async def cancel(self, intake_id: str, who: str) -> IntakeRecord:
+        return await self._operate(intake_id, "cancel", who)
+
+    async def replay(self, intake_id: str, who: str) -> IntakeRecord:
+        return await self._operate(intake_id, "replay", who)
+
+    async def _operate(self, intake_id: str, action: Literal["cancel", "replay"], who: str) -> IntakeRecord:
+        now = time.time()
+        step = (
+            self.store.give_up(intake_id, None, "cancelled", f"cancelled by {who}", now)
+            if action == "cancel"
+            else self.store.replay(intake_id, f"replayed by {who}", now)
+        )
+        try:
+            record = await self._ask(step)
+        except KeyError:
+            raise NotFound("intake", intake_id) from None
+        except Stale as exc:
+            status = exc.record.status if exc.record else "unknown"
+            raise IntakeRefused(
+                "intake-not-changeable", f"intake {intake_id} is {status}: it cannot be {action}ed now"
+            ) from None
+        for hold in record.holds:
+            self.holds.forget(hold.sku)
+        return record
+
+    # -- the judgement ---------------------------------------------------------------------
+
+    async def _stock(self, skus: Sequence[str], ctx: CallContext) -> dict[str, tuple[SkuAvailability | None, float]]:
+        cache = self._chain.cache
+        if cache is not None:
+            return await cache.stock_snapshot(skus, self._settings.max_stock_age_seconds, ctx)
+        read_at = time.time()
+        batch = await self._chain.guarded.get_availability(list(dict.fromkeys(skus)), None, ctx)
+        found: dict[str, tuple[SkuAvailability | None, float]] = {i.sku: (i, read_at) for i in batch.items}
+        found.update({sku: (None, read_at) for sku in batch.unknown_skus})
+        return found
+
+    async def _check_prices(self, request: OrderIntakeRequest, ctx: CallContext) -> None:
+        asked = PriceCheckRequest(
+            currency=request.currency,
+            customer=request.customer,
+            lines=[PriceCheckLine(sku=line.sku, quantity=line.quantity) for line in request.lines],
+        )
+        # the price cache's own rules (TTL, stale-if-error); its notes are not this answer's
+        prices = await self._chain.backend.check_prices(asked, msgspec.structs.replace(ctx, notes=CallNotes()))
+        tolerance = self._settings.price_tolerance
+        changed = [
+            (index, line, priced.unit_price)
+            for index, (line, priced) in enumerate(zip(request.lines, prices.lines, strict=True))
+            if abs(priced.unit_price - line.unit_price) > tolerance
+        ]
+        if changed:
+            said = "; ".join(f"lines[{i}] ({line.sku}): now {now}, seen {line.unit_price}" for i, line, now in changed)
+            raise IntakeRefused(
+                "price-changed",
+                f"prices changed beyond the tolerance of {tolerance}, nothing was held: {said}",
+                changed_lines=[
+                    ChangedPriceLine(line=i, sku=line.sku, seen_unit_price=line.unit_price, current_unit_price=now)
+                    for i, line, now in changed
+                ],
+            )
+
+    @staticmethod
+    async def _ask(step: Awaitable[T]) -> T:
+        try:
+            return await step
+        except IntakeStoreUnavailable as exc:
+            raise IntakeUnavailable(f"orders cannot be recorded right now: {exc}", retry_after=2) from exc
+
+
+def _needs(request: OrderIntakeRequest, stock: dict[str, tuple[SkuAvailability | None, float]]) -> list[LineNeed]:
+    needs: list[LineNeed] = []
+    for index, line in enumerate(request.lines):
+        item, snapshot_at = stock[line.sku]
+        if item is None:
+            raise Rejected("unknown-sku", f"SKU {line.sku!r} is unknown", field=f"lines[{index}].sku")
+        candidates = [(w.warehouse, w.available_to_promise) for w in item.warehouses]
+        if line.warehouse is not None:
+            candidates = [c for c in candidates if c[0] == line.warehouse]
+            if not candidates:
+                raise Rejected(
+                    "unknown-warehouse", f"warehouse {line.warehouse!r} is unknown", field=f"lines[{index}].warehouse"
+                )
+        needs.append(
+            LineNeed(line=index, sku=line.sku, quantity=line.quantity, stock=tuple(candidates), snapshot_at=snapshot_at)
+        )
+    return needs
+
+
+def intake_view(record: IntakeRecord) -> OrderIntake:
+    """The contract's view of an intake: no contact data, no request body."""
+    return OrderIntake(
+        intake_id=record.intake_id,
+        external_ref=record.external_ref,
+        status=record.status,
+        held=[HeldLine(sku=h.sku, warehouse=h.warehouse, quantity=h.quantity) for h in record.holds],
+        order_number=record.order_number,
+        attempts=record.attempts,
+        last_error=record.last_error,
+        history=[StatusChange(status=t.status, at=_utc(t.at), detail=t.detail) for t in record.history],
+        accepted_at=_utc(record.accepted_at),
+    )
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
