@@ -63,10 +63,11 @@ OPERATIONS: dict[str, OperationSpec] = {
         kind="write", idempotent=True, invalidates=frozenset({"orders"}), scope="returns:write", audited=True
     ),
     "get_return": msgspec.structs.replace(_READ, scope="returns:read"),
-    # Posted by the intake worker, never by a route: the ERP's stock of its SKUs changes.
-    "create_order": OperationSpec(
-        kind="write", idempotent=True, invalidates=frozenset({"availability"}), scope="orders:write", audited=True
-    ),
+    # Posted by the intake worker, never by a route. It changes the ERP's stock, yet drops no
+    # cached stock: the order's posted hold is subtracted from every snapshot read before it
+    # (gateway.intake.holds), and a dropped entry would leave intake nothing to judge on while
+    # the ERP is down (and send every post's SKU back to the ERP in a flash sale).
+    "create_order": OperationSpec(kind="write", idempotent=True, scope="orders:write", audited=True),
 }
 
 #: What an operation without a declaration is taken to be: a write, never retried, audited.

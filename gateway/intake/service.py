@@ -28,7 +28,7 @@ from contracts.v1 import (
 )
 from contracts.v1.intake import IntakeStatus
 from contracts.v1.problems import ChangedPriceLine, ShortStockLine
-from erp_backends.errors import Conflict, ErpUnavailable, NotFound, Rejected
+from erp_backends.errors import Conflict, ErpError, ErpUnavailable, NotFound, Rejected
 from erp_backends.port import CallContext, CallNotes, IdempotencyToken
 from gateway.intake.holds import HeldStock
 from gateway.intake.settings import IntakeSettings
@@ -95,14 +95,17 @@ class IntakeService:
         """(the intake, replayed). Raises ``Rejected`` (422), ``IntakeRefused`` (409),
         ``IntakeUnavailable`` (503) or the ERP's failure when neither it nor the cache knows."""
         token = IdempotencyToken.for_request(record_key(ctx.client_id, key), request)
-        known = await self._ask(self.store.find(key=token.key))
-        if known is not None:
+        try:
+            stock = await self._stock([line.sku for line in request.lines], ctx)
+            needs = _needs(request, stock)
+            await self._check_prices(request, ctx)
+        except ErpError:  # a retry of an accepted order is answered even when nothing else can be
+            known = await self._ask(self.store.find(key=token.key))
+            if known is None:
+                raise
             if known.fingerprint != token.fingerprint:
-                raise key_reused()
+                raise key_reused() from None
             return known, True
-        stock = await self._stock([line.sku for line in request.lines], ctx)
-        needs = _needs(request, stock)
-        await self._check_prices(request, ctx)
         now = time.time()
         draft = IntakeRecord(
             intake_id=new_intake_id(),

@@ -335,13 +335,7 @@ class CachingBackend(ErpBackend):
     async def create_order(
         self, request: OrderIntakeRequest, idempotency: IdempotencyToken, ctx: CallContext
     ) -> OrderOutcome:
-        outcome = await self.inner.create_order(request, idempotency, ctx)
-        if "availability" in spec_of("create_order").invalidates:  # the ERP committed the stock
-            try:
-                await self.invalidate(stock=sorted({line.sku for line in request.lines}))
-            except InvalidationNotShared as exc:  # the order stands; its holds cover the old copies
-                log.warning("order %s created; %s", outcome.order_number, exc.detail)
-        return outcome
+        return await self.inner.create_order(request, idempotency, ctx)  # drops nothing: see its declaration
 
     async def get_return(self, rma_number: str, ctx: CallContext) -> ReturnAuthorization:
         return await self.inner.get_return(rma_number, ctx)
@@ -359,16 +353,9 @@ class CachingBackend(ErpBackend):
     # -- invalidation (ERP-side change events) ---------------------------------------------
 
     async def invalidate(
-        self,
-        *,
-        skus: Sequence[str] = (),
-        customers: Sequence[str] = (),
-        orders: Sequence[str] = (),
-        stock: Sequence[str] = (),
+        self, *, skus: Sequence[str] = (), customers: Sequence[str] = (), orders: Sequence[str] = ()
     ) -> int:
-        """Drop SKUs (stock and prices), customers' prices, orders, and the stock alone of ``stock``."""
         keys, stamps = self.keys.invalidation(skus, customers, orders)
-        keys += [self.keys.availability(sku) for sku in stock if sku not in skus]
         return await self.store.delete(keys, stamps)
 
 
