@@ -196,3 +196,19 @@ def test_operators_cancel_replay_and_list(client: TestClient[Any]) -> None:
     assert [i["intakeId"] for i in listed] == [accepted["intakeId"]]
     newest = client.get("/v1/admin/order-intakes", params={"limit": 1}).json()["items"]
     assert [i["intakeId"] for i in newest] == [everything.json()["intakeId"]]
+
+
+def test_with_the_store_down_intake_is_refused_and_reads_go_on(settings: Settings, app_client: AppClient) -> None:
+    """Never accepted unrecorded: Redis (the intake store) unreachable is a 503 with Retry-After."""
+    import msgspec
+
+    from gateway.shared_state import RedisSettings
+    from tests.harness.gateway_process import free_port
+
+    nowhere = RedisSettings(url=f"redis://127.0.0.1:{free_port()}", timeout_seconds=0.2)
+    with app_client(msgspec.structs.replace(settings, redis=nowhere)) as client:
+        refused = _submit(client, _order(("MUG-SND", 1, "14.00")))
+        assert_problem(refused, 503, "intake-unavailable")
+        assert int(refused.headers["retry-after"]) >= 1
+        assert client.get("/v1/availability/MUG-SND").status_code == 200
+        assert_problem(client.get("/v1/order-intakes/in_00000000000000000000000000"), 503, "intake-unavailable")

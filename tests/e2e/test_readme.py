@@ -16,7 +16,7 @@ from tests.harness.gateway_process import GatewayProcess
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).parents[2]
-SECTIONS = ("Two commands", "Calling it")
+SECTIONS = ("Two commands", "Calling it", "Checkout: order intake")
 #: ``curl`` as the newcomer's shell runs it, but failing on an HTTP error (``-f``) and saying why.
 CURL_FAILS_ON_HTTP_ERRORS = 'curl() { command curl -f -S --max-time 20 "$@"; }'
 
