@@ -27,7 +27,7 @@ from gateway.intake.poster import Poster
 from gateway.intake.redis_store import RedisIntakeStore
 from gateway.intake.service import IntakeService
 from gateway.intake.sqlite_store import SqliteIntakeStore
-from gateway.intake.store import IntakeStore
+from gateway.intake.store import IntakeStore, IntakeStoreUnavailable
 from gateway.observability.telemetry import Telemetry
 from gateway.settings import BackendSettings, SampleBackendSettings, Settings, TrytonBackendSettings
 from gateway.shared_state import client_of, open_shared_state
@@ -306,6 +306,13 @@ class Runtime:
                     detail=None if up else f"serving from in-process state: {self.redis.last_error}",
                 )
             )
+        if self.intake is not None:
+            try:
+                await self.intake.store.next_due()
+                checks.append(Check(name="intake-store", ok=True, required=False))
+            except IntakeStoreUnavailable as exc:
+                detail = f"order intake refused (503), reads go on: {exc}"
+                checks.append(Check(name="intake-store", ok=False, required=False, detail=detail))
         for breaker in self.erp.breakers():
             state = await breaker.refresh()  # what the shared state says now, not at this worker's last call
             checks.append(Check(name=f"breaker:{breaker.name}", ok=state == "closed", required=False, detail=state))

@@ -26,7 +26,9 @@ class SkuAvailability(Response):
     """Stock of one SKU, summed over the warehouses asked for, with the breakdown.
 
     ``available_to_promise`` is on hand minus what open orders have already committed; it can
-    be negative when the ERP has over-committed a SKU (a backorder).
+    be negative when the ERP has over-committed a SKU (a backorder). It is also less what orders
+    accepted through ``submitOrder`` hold until the ERP's own figures show them (never below 0
+    on their account); ``on_hand`` and ``committed`` are the ERP's own.
     """
 
     sku: Sku

@@ -103,6 +103,7 @@ def test_health_and_readiness(client: TestClient[Any]) -> None:
     assert checks["backend:sample"]["ok"] is True
     assert checks["breaker:sample:reads"]["detail"] == "closed"
     assert "redis" not in checks  # the quickstart runs without Redis
+    assert checks["intake-store"] == {"name": "intake-store", "ok": True, "required": False, "detail": None}
 
 
 def test_docs_are_served_and_can_be_switched_off(

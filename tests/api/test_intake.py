@@ -211,4 +211,8 @@ def test_with_the_store_down_intake_is_refused_and_reads_go_on(settings: Setting
         assert_problem(refused, 503, "intake-unavailable")
         assert int(refused.headers["retry-after"]) >= 1
         assert client.get("/v1/availability/MUG-SND").status_code == 200
+        ready = client.get("/readyz")
+        assert (ready.status_code, ready.json()["status"]) == (200, "degraded")
+        (store,) = [c for c in ready.json()["checks"] if c["name"] == "intake-store"]
+        assert (store["ok"], store["required"]) == (False, False)
         assert_problem(client.get("/v1/order-intakes/in_00000000000000000000000000"), 503, "intake-unavailable")
