@@ -181,17 +181,25 @@ def build_intake_store(settings: Settings, redis: LenientState) -> IntakeStore:
     return SqliteIntakeStore(settings.intake.path, keep)
 
 
-def build_poster(settings: Settings, erp: ErpRuntime, store: IntakeStore, holds: HeldStock | None = None) -> Poster:
-    """Posting through the default backend's whole chain (its cache drops the stock it changed),
+def build_poster(
+    settings: Settings,
+    erp: ErpRuntime,
+    store: IntakeStore,
+    holds: HeldStock | None = None,
+    telemetry: Telemetry | None = None,
+) -> Poster:
+    """Posting through the default backend's whole chain (breaker, call budget, write timeout),
     paused while that backend's write breaker refuses calls; ``holds``: this process's view of
-    the holds, told at once of what posting changed."""
+    the holds, told at once of what posting changed; ``telemetry``: counts the outcomes."""
     writes = erp.default.guarded.breakers["writes"]
+    metrics = telemetry.metrics if telemetry is not None else None
     return Poster(
         store,
         erp.default.backend,
         settings.intake,
         paused=lambda: writes.refusing_for() > 0,
         changed=holds.forget if holds is not None else lambda sku: None,
+        observe=metrics.observe_intake_post if metrics is not None else lambda outcome: None,
     )
 
 
@@ -256,7 +264,7 @@ class Runtime:
             holds = HeldStock(store, settings.cache.local_ttl_seconds)
             self.intake = IntakeService(store, self.erp.default, settings.intake, holds)
             if settings.intake.post_in_workers:
-                self.poster = build_poster(settings, self.erp, store, holds)
+                self.poster = build_poster(settings, self.erp, store, holds, telemetry)
         self._posting: asyncio.Task[None] | None = None
         self.quotas = (
             QuotaLimiter(settings.quotas, self.redis, settings.server.workers) if settings.quotas.enabled else None

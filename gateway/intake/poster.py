@@ -49,6 +49,7 @@ class Poster:
         *,
         paused: Callable[[], bool] = lambda: False,
         changed: Callable[[str], None] = lambda sku: None,
+        observe: Callable[[str], None] = lambda outcome: None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
@@ -56,6 +57,7 @@ class Poster:
         self._settings = settings
         self._paused = paused  # the write breaker is open: claim nothing
         self._changed = changed  # the holds on this SKU changed (``HeldStock.forget``)
+        self._observe = observe  # one attempt's outcome (metrics)
         self._clock = clock
         self._slots = asyncio.Semaphore(settings.posting_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -146,6 +148,7 @@ class Poster:
             detail = f"{exc.code}: {exc.detail}" + (f" ({exc.field})" if exc.field else "")
             log.warning("intake %s rejected by the ERP: %s", record.intake_id, detail)
             await self._settle(self._store.give_up(record.intake_id, attempt, "rejected", detail, self._clock()))
+            self._observe("rejected")
         except (ErpUnavailable, ErpTimeout, ErpError) as exc:
             await self._failed(record.intake_id, attempt, f"{type(exc).__name__}: {exc.detail}")
         except Exception as exc:  # our bug or the adapter's: never lose the order, never loop hot
@@ -154,6 +157,7 @@ class Poster:
         else:
             await self._settle(self._store.posted(record.intake_id, attempt, outcome.order_number, self._clock()))
             self.posted += 1
+            self._observe("posted")
             log.info(
                 "intake %s posted as %s%s",
                 record.intake_id,
@@ -168,8 +172,10 @@ class Poster:
             await self._settle(
                 self._store.give_up(intake_id, attempt, "dead_lettered", f"after {attempt} attempts: {error}", now)
             )
+            self._observe("dead_lettered")
             return
         await self._settle(self._store.retry(intake_id, attempt, error, now + self.backoff(attempt), now))
+        self._observe("retried")
 
     def backoff(self, attempt: int) -> float:
         """Seconds before attempt ``attempt + 1``: between half and all of an exponential ceiling

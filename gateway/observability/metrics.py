@@ -102,6 +102,12 @@ class GatewayMetrics:
             ("client", "reason"),
             registry=own,
         )
+        self.intake_posts = Counter(
+            "erpgw_intake_posts",
+            "Attempts to post an accepted order to the ERP, by outcome (posted, retried, rejected, dead_lettered).",
+            ("outcome",),
+            registry=own,
+        )
         self._max_clients = max_clients
         self._clients: set[str] = set()
         self._request_children: dict[tuple[str, str, int, str], tuple[Any, Any]] = {}
@@ -170,6 +176,10 @@ class GatewayMetrics:
             for bucket, amount in zip(child._buckets, tally[1:], strict=True):
                 if amount:
                     bucket.inc(amount)
+
+    def observe_intake_post(self, outcome: str) -> None:
+        """One posting attempt's outcome (rare next to requests: written at once)."""
+        self.intake_posts.labels(outcome).inc()
 
     def set_breaker_state(self, breaker: str, state: str) -> None:
         self.breaker_state.labels(breaker).set(BREAKER_STATES.get(state, 2.0))

@@ -40,7 +40,8 @@ def _runtime(client: TestClient[Any]) -> Runtime:
 def _post_due(client: TestClient[Any]) -> int:
     runtime = _runtime(client)
     assert runtime.intake is not None
-    poster = build_poster(runtime.settings, runtime.erp, runtime.intake.store, runtime.intake.holds)
+    telemetry = client.app.state.telemetry
+    poster = build_poster(runtime.settings, runtime.erp, runtime.intake.store, runtime.intake.holds, telemetry)
     return int(client.blocking_portal.call(poster.post_due))
 
 
@@ -86,6 +87,8 @@ def test_an_order_is_accepted_held_and_posted_once(client: TestClient[Any]) -> N
         ("TEE-WHT-L", 2, "19.90")
     ]
     assert _post_due(client) == 0  # nothing left to post: posted once
+    metrics = client.get("/metrics").text
+    assert 'erpgw_intake_posts_total{outcome="posted"} 1.0' in metrics
     assert _submit(client, order, key).json()["orderNumber"] == posted["orderNumber"]
 
 

@@ -117,7 +117,8 @@ def test_commands_that_verify_no_token_need_no_identity_provider(tmp_path: Path)
 
 def test_serve_options_are_checked_like_the_settings_they_replace(tmp_path: Path) -> None:
     """``--workers`` is ``server.workers`` for everything that reads it (each worker's quota
-    share, whether orders may be cached), so it is refused as the setting would be."""
+    share, whether orders may be cached): refused, by its flag's name, before anything starts."""
     dev = {"ERPGW_AUTH__DEV_MODE": "true", "ERPGW_AUTH__DEV_KEY_PATH": str(tmp_path / "key.json")}
     done = run(tmp_path, "serve", "--host", "127.0.0.1", "--port", str(free_port()), "--workers", "0", **dev)
-    assert_refused(done, "ERPGW_SERVER__WORKERS", "at least 1 worker")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == "erp-gateway serve: error: argument --workers: 0 is not from 1 to 1024"
