@@ -3,9 +3,10 @@
 Neither kustomize nor kubectl is in the registries this project installs from, so this is the
 subset ``deploy/`` uses, and nothing more: ``resources`` (files, or directories with their own
 kustomization.yaml), ``labels`` (added to each resource's metadata), and ``patches`` given by
-``path`` as strategic-merge patches (maps merge, ``null`` removes a key, lists of named items
-merge by ``name``, any other list is replaced). A field it does not know fails the render,
-so a kustomize feature used in ``deploy/`` later cannot be silently ignored by the tests.
+``path`` as strategic-merge patches, one per YAML document of the file (maps merge, ``null``
+removes a key, lists of named items merge by ``name``, any other list is replaced). A field it
+does not know fails the render, so a kustomize feature used in ``deploy/`` later cannot be
+silently ignored by the tests.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """deploy/ without a cluster: every variant rendered (base and each overlay), checked against the
 Kubernetes schemas, scanned by checkov, and held to the gateway's own facts (its settings, its
-probes, its shutdown arithmetic, the restricted security profile)."""
+probes, its shutdown arithmetic, the restricted security profile), for the API pods and for the
+order-intake worker (``erp-gateway worker``, its own Deployment)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from gateway.routes.health import READY_TIMEOUT_SECONDS
-from gateway.settings import Settings, check_startup, load_settings
+from gateway.settings import Settings, SettingsError, check_startup, load_settings
 from tests.deploy.kustomize import KustomizeError, Resource, load_documents, merge_patch, render
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,6 +31,11 @@ VARIANTS = {"base": DEPLOY / "base"} | {
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
 #: checkov checks a manifest may skip, each with its reason in the annotation.
 ALLOWED_SKIPS = {"CKV_K8S_43", "CKV_K8S_21"}
+#: ... and the ones only the intake worker may skip: it has no HTTP server to probe (liveness
+#: CKV_K8S_8, readiness CKV_K8S_9), and an exec probe would have nothing real to check.
+WORKER_SKIPS = {"CKV_K8S_8", "CKV_K8S_9"}
+COMPONENT = "app.kubernetes.io/component"
+API, WORKER = "api", "intake-worker"
 SECRET_EXAMPLE = "secret.example.yaml"
 #: The longest Redis failover the readiness probe must ride out (Sentinel or Cluster).
 REDIS_FAILOVER_SECONDS = 30
@@ -46,6 +52,40 @@ def one(resources: list[Resource], kind: str) -> Resource:
     return found[0]
 
 
+def deployment_of(resources: list[Resource], component: str) -> Resource:
+    """The one Deployment whose pods are ``component``'s."""
+    found = [
+        r
+        for r in resources
+        if r["kind"] == "Deployment" and r["spec"]["template"]["metadata"]["labels"].get(COMPONENT) == component
+    ]
+    assert len(found) == 1, f"expected one Deployment of {component} pods, found {len(found)}"
+    return found[0]
+
+
+def selector_of(resource: Resource) -> dict[str, str]:
+    """The labels a Service, PodDisruptionBudget, NetworkPolicy or Deployment selects pods by."""
+    spec = resource["spec"]
+    if resource["kind"] == "Service":
+        selector: dict[str, str] = spec["selector"]
+    elif resource["kind"] == "NetworkPolicy":
+        selector = spec["podSelector"]["matchLabels"]
+    else:
+        selector = spec["selector"]["matchLabels"]
+    return selector
+
+
+def selects(selector: dict[str, str], deployment: Resource) -> bool:
+    return bool(selector) and selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+
+
+def selecting(resources: list[Resource], kind: str, deployment: Resource) -> Resource:
+    """The one ``kind`` that selects ``deployment``'s pods."""
+    found = [r for r in resources if r["kind"] == kind and selects(selector_of(r), deployment)]
+    assert len(found) == 1, f"expected one {kind} of {deployment['metadata']['name']}, found {len(found)}"
+    return found[0]
+
+
 def secret_example(variant: Path) -> Resource:
     """The Secret a variant mounts, as its (or the base's) secret.example.yaml names its keys."""
     path = variant / SECRET_EXAMPLE if (variant / SECRET_EXAMPLE).exists() else DEPLOY / "base" / SECRET_EXAMPLE
@@ -58,9 +98,12 @@ class Rendered:
 
     def __init__(self, variant: Path) -> None:
         self.resources = render(variant)
-        self.deployment = one(self.resources, "Deployment")
+        self.deployment = deployment_of(self.resources, API)
         self.pod = self.deployment["spec"]["template"]["spec"]
         (self.container,) = self.pod["containers"]
+        self.worker = deployment_of(self.resources, WORKER)
+        self.worker_pod = self.worker["spec"]["template"]["spec"]
+        (self.worker_container,) = self.worker_pod["containers"]
         self.config: dict[str, str] = one(self.resources, "ConfigMap")["data"]
         self.secret = secret_example(variant)
 
@@ -145,6 +188,7 @@ def test_checkov_finds_nothing(tmp_path: Path) -> None:
         timeout=300,
         check=False,
     )
+    worker_names = {deployment_of(render(path), WORKER)["metadata"]["name"] for path in VARIANTS.values()}
     report = json.loads(result.stdout)
     reports = report if isinstance(report, list) else [report]
     failed = [
@@ -154,10 +198,17 @@ def test_checkov_finds_nothing(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert sum(r["summary"]["passed"] for r in reports) > 50 * len(VARIANTS)
     assert sum(r["summary"]["parsing_errors"] for r in reports) == 0
-    assert sum(r["summary"]["resource_count"] for r in reports) >= 8 * len(VARIANTS)
+    assert sum(r["summary"]["resource_count"] for r in reports) >= 11 * len(VARIANTS)
+    worker_skips: list[str] = []
     for skipped in (c for r in reports for c in r["results"]["skipped_checks"]):
-        assert skipped["check_id"] in ALLOWED_SKIPS, skipped["check_id"]
+        kind, *_, name = skipped["resource"].split(".")
+        if skipped["check_id"] in WORKER_SKIPS:
+            assert (kind, name) in {("Deployment", n) for n in worker_names}, f"{skipped['check_id']} {name}"
+            worker_skips.append(skipped["check_id"])
+        else:
+            assert skipped["check_id"] in ALLOWED_SKIPS, skipped["check_id"]
         assert len(skipped["check_result"].get("suppress_comment", "")) > 20, f"{skipped['check_id']}: give a reason"
+    assert sorted(worker_skips) == sorted([*WORKER_SKIPS] * len(VARIANTS)), "the worker skips its probe checks, only it"
 
 
 # --- the gateway's own facts ------------------------------------------------------------------
@@ -190,16 +241,19 @@ def test_probes(rendered: Rendered) -> None:
         assert container[probe]["httpGet"]["port"] in {"http", container["ports"][0]["containerPort"]}
 
 
-def test_config_map_is_real_settings_that_start(rendered: Rendered, tmp_path: Path) -> None:
-    """Every key is a setting (a typo fails load_settings), and the whole start-up check passes
-    with each mount replaced by a local directory: secret files present, state writable."""
-    mounts = {m["mountPath"]: tmp_path / m["name"] for m in rendered.container["volumeMounts"]}
-    volumes = {v["name"]: v for v in rendered.pod["volumes"]}
+def local_mounts(
+    pod: dict[str, Any], container: dict[str, Any], where: Path, without: tuple[str, str] | None = None
+) -> Callable[[str], str]:
+    """Each of the container's mounts made a local directory under ``where`` (a Secret's items
+    as files, except ``without``: (volume, path)); the function maps a path in the pod to it."""
+    mounts = {m["mountPath"]: where / m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
     for place in mounts.values():
-        place.mkdir()
+        place.mkdir(parents=True)
         secret = volumes[place.name].get("secret")
         for item in secret["items"] if secret else []:
-            (place / item["path"]).write_text("not-the-real-one\n")
+            if (place.name, item["path"]) != without:
+                (place / item["path"]).write_text("not-the-real-one\n")
 
     def local(value: str) -> str:
         for mount_path, place in mounts.items():
@@ -207,6 +261,13 @@ def test_config_map_is_real_settings_that_start(rendered: Rendered, tmp_path: Pa
                 return str(place) + value[len(mount_path) :]
         return value
 
+    return local
+
+
+def test_config_map_is_real_settings_that_start(rendered: Rendered, tmp_path: Path) -> None:
+    """Every key is a setting (a typo fails load_settings), and the whole start-up check passes
+    with each mount replaced by a local directory: secret files present, state writable."""
+    local = local_mounts(rendered.pod, rendered.container, tmp_path)
     assert all(name.startswith("ERPGW_") for name in rendered.config)
     settings = load_settings({name: local(value) for name, value in rendered.config.items()})
     check_startup(settings, serving=True)
@@ -251,12 +312,12 @@ def test_ports_agree(rendered: Rendered) -> None:
     assert annotations["prometheus.io/path"] == "/metrics"
     service = one(rendered.resources, "Service")
     assert service["spec"]["ports"][0]["targetPort"] in {container_port["name"], port}
-    policy = one(rendered.resources, "NetworkPolicy")
+    policy = selecting(rendered.resources, "NetworkPolicy", rendered.deployment)
     assert [p["port"] for rule in policy["spec"]["ingress"] for p in rule["ports"]] == [port]
 
 
-def test_restricted_security_context(rendered: Rendered) -> None:
-    pod, container = rendered.pod["securityContext"], rendered.container["securityContext"]
+def assert_restricted(pod_spec: dict[str, Any], container_spec: dict[str, Any]) -> None:
+    pod, container = pod_spec["securityContext"], container_spec["securityContext"]
     assert pod["runAsNonRoot"] is True
     assert container["runAsNonRoot"] is True
     assert pod["seccompProfile"] == {"type": "RuntimeDefault"} == container["seccompProfile"]
@@ -264,16 +325,21 @@ def test_restricted_security_context(rendered: Rendered) -> None:
     assert container["allowPrivilegeEscalation"] is False
     assert container.get("privileged", False) is False
     assert container["capabilities"] == {"drop": ["ALL"]}
-    assert rendered.pod["automountServiceAccountToken"] is False
+    assert pod_spec["automountServiceAccountToken"] is False
     dockerfile_user = re.findall(r"^USER\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.M)
     expected = f"{container['runAsUser']}:{container['runAsGroup']}"
     assert dockerfile_user == [expected], "the image's numeric USER is the pod's runAsUser:runAsGroup"
     assert container["runAsUser"] >= 10000, "above the host's users"
     for key in ("runAsUser", "runAsGroup"):  # the container's wins: both levels must say the same
         assert pod[key] == container[key], key
-    assert "args" not in rendered.container, "settings come from the ConfigMap; an argument would override it"
+    assert "args" not in container_spec, "settings come from the ConfigMap; an argument would override it"
     for key in ("hostNetwork", "hostPID", "hostIPC"):
-        assert not rendered.pod.get(key, False)
+        assert not pod_spec.get(key, False)
+
+
+def test_restricted_security_context(rendered: Rendered) -> None:
+    assert_restricted(rendered.pod, rendered.container)
+    assert "command" not in rendered.container, "the image's own `erp-gateway serve`"
 
 
 def test_written_paths_are_on_writable_volumes(rendered: Rendered) -> None:
@@ -299,31 +365,41 @@ def test_resources_fit_the_workers(rendered: Rendered) -> None:
 
 
 def test_selectors_and_references_match(rendered: Rendered) -> None:
-    deployment = rendered.deployment
-    labels = deployment["spec"]["template"]["metadata"]["labels"]
-
-    def selects(selector: dict[str, str]) -> bool:
-        return bool(selector) and selector.items() <= labels.items()
-
-    assert selects(deployment["spec"]["selector"]["matchLabels"])
-    assert selects(one(rendered.resources, "Service")["spec"]["selector"])
-    assert selects(one(rendered.resources, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"])
-    assert selects(one(rendered.resources, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"])
-    for constraint in rendered.pod["topologySpreadConstraints"]:
-        assert selects(constraint["labelSelector"]["matchLabels"])
+    """Each Deployment's pods are its own (its selector, its spread), each has its one
+    PodDisruptionBudget and NetworkPolicy, and none of these selects the other's pods too."""
+    deployments = [r for r in rendered.resources if r["kind"] == "Deployment"]
+    assert {d["metadata"]["name"] for d in deployments} == {
+        rendered.deployment["metadata"]["name"],
+        rendered.worker["metadata"]["name"],
+    }
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        others = [d for d in deployments if d is not deployment]
+        assert selects(deployment["spec"]["selector"]["matchLabels"], deployment)
+        assert not any(selects(deployment["spec"]["selector"]["matchLabels"], d) for d in others)
+        for kind in ("PodDisruptionBudget", "NetworkPolicy"):
+            selector = selector_of(selecting(rendered.resources, kind, deployment))
+            assert not any(selects(selector, d) for d in others), f"a {kind} of two Deployments"
+        for constraint in pod["topologySpreadConstraints"]:
+            assert selects(constraint["labelSelector"]["matchLabels"], deployment)
+            assert not any(selects(constraint["labelSelector"]["matchLabels"], d) for d in others)
+        assert pod["serviceAccountName"] == one(rendered.resources, "ServiceAccount")["metadata"]["name"]
+        (container,) = pod["containers"]
+        (source,) = container["envFrom"]
+        assert source["configMapRef"]["name"] == one(rendered.resources, "ConfigMap")["metadata"]["name"]
+    service = one(rendered.resources, "Service")
+    assert selects(selector_of(service), rendered.deployment)
+    assert not selects(selector_of(service), rendered.worker), "the worker serves nothing"
     hpa = one(rendered.resources, "HorizontalPodAutoscaler")
     target = hpa["spec"]["scaleTargetRef"]
-    assert (target["kind"], target["name"]) == ("Deployment", deployment["metadata"]["name"])
-    assert rendered.pod["serviceAccountName"] == one(rendered.resources, "ServiceAccount")["metadata"]["name"]
-    (source,) = rendered.container["envFrom"]
-    assert source["configMapRef"]["name"] == one(rendered.resources, "ConfigMap")["metadata"]["name"]
+    assert (target["kind"], target["name"]) == ("Deployment", rendered.deployment["metadata"]["name"])
 
 
 def test_rollout_and_disruption_keep_capacity(rendered: Rendered) -> None:
     spec = rendered.deployment["spec"]
     assert "replicas" not in spec, "the HPA owns the count; a replicas field resets it on every apply"
     assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
-    pdb = one(rendered.resources, "PodDisruptionBudget")["spec"]
+    pdb = selecting(rendered.resources, "PodDisruptionBudget", rendered.deployment)["spec"]
     assert pdb.get("maxUnavailable") == 1 or pdb.get("minAvailable", 0) >= 2
     hpa = one(rendered.resources, "HorizontalPodAutoscaler")["spec"]
     assert 3 <= hpa["minReplicas"] < hpa["maxReplicas"]
@@ -338,6 +414,7 @@ def test_image_is_pinned(rendered: Rendered) -> None:
     assert name, image
     assert "/" not in tag, f"{image}: no tag"
     assert tag not in {"", "latest"}, image
+    assert rendered.worker_container["image"] == image, "the worker runs the API's release"
 
 
 def test_every_yaml_file_is_part_of_a_variant() -> None:
@@ -350,3 +427,136 @@ def test_every_yaml_file_is_part_of_a_variant() -> None:
         named |= {(path / "kustomization.yaml").resolve(), (path / SECRET_EXAMPLE).resolve()}
     stray = [str(p.relative_to(ROOT)) for p in DEPLOY.rglob("*.y*ml") if p.resolve() not in named]
     assert not stray, stray
+
+
+# --- the order-intake worker ------------------------------------------------------------------
+
+
+def container_env(container: dict[str, Any]) -> dict[str, str]:
+    return {entry["name"]: entry["value"] for entry in container.get("env", []) if "value" in entry}
+
+
+def test_only_the_worker_posts(rendered: Rendered) -> None:
+    """The API pods accept orders and leave posting them to the worker Deployment, which sees
+    the API pods' intakes through Redis (without Redis, each pod's SQLite file is its own)."""
+    api = load_settings(rendered.config | container_env(rendered.container))
+    assert api.intake.enabled
+    assert api.intake.post_in_workers is False, "the API pods must not post: the worker does"
+    assert api.redis.configured, "the worker shares the intake store with the API pods only through Redis"
+    container = rendered.worker_container
+    assert container["command"] == ["erp-gateway", "worker"]
+    assert "args" not in container, "settings come from the ConfigMap; an argument would override it"
+    for each in (container, rendered.container):
+        assert "env" not in each, "one ConfigMap, no per-container settings"
+    assert rendered.worker["spec"]["replicas"] >= 2
+
+
+def test_worker_shutdown_outlasts_a_post_in_flight(rendered: Rendered) -> None:
+    """At SIGTERM the worker claims nothing more and lets each post in flight finish: the call
+    budget's wait, the adapter's start-up login if it still runs (a post waits for it), the ERP
+    write, then its outcome recorded in Redis. Killed sooner, the order is posted again once its
+    lease runs out (found by its key in the ERP): safe, but late."""
+    settings = load_settings(rendered.config)
+    timeouts = settings.timeouts
+    in_flight = settings.erp_limits.max_wait_seconds + timeouts.start_seconds + timeouts.write_seconds
+    margin = 10  # the outcome written to Redis, the clients closed, the interpreter's exit
+    grace = rendered.worker_pod["terminationGracePeriodSeconds"]
+    assert grace > timeouts.write_seconds + margin
+    assert grace >= in_flight + margin
+    assert settings.intake.lease_seconds > timeouts.write_seconds, "a post outlasting its lease is posted twice"
+    assert "lifecycle" not in rendered.worker_container, "no endpoint to leave: a preStop only delays SIGTERM"
+
+
+def test_worker_mounts_only_what_it_needs(rendered: Rendered, tmp_path: Path) -> None:
+    """The worker writes nothing (intake state is in Redis; it keeps no idempotency file and no
+    metrics directory), so it mounts the Secret's files alone, read-only: each of them is needed
+    by its start-up check (`erp-gateway worker` runs check_startup(serving=False)), and none more."""
+    pod, container = rendered.worker_pod, rendered.worker_container
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert all(set(v) == {"name", "secret"} for v in volumes.values()), "no emptyDir: the worker writes no file"
+    assert sorted(m["name"] for m in container["volumeMounts"]) == sorted(volumes)
+    assert all(m["readOnly"] is True for m in container["volumeMounts"])
+    keys = set(rendered.secret["stringData"])
+    items = [(name, item["path"]) for name, v in volumes.items() for item in v["secret"]["items"]]
+    for name, volume in volumes.items():
+        assert volume["secret"]["secretName"] == rendered.secret["metadata"]["name"]
+        assert volume["secret"]["defaultMode"] in {0o400, 0o440}, f"{name}: owner (and fsGroup) read only"
+        assert {item["key"] for item in volume["secret"]["items"]} <= keys
+
+    def starts(where: Path, without: tuple[str, str] | None = None) -> None:
+        local = local_mounts(pod, container, where, without)
+        check_startup(load_settings({name: local(value) for name, value in rendered.config.items()}), serving=False)
+
+    starts(tmp_path / "all")
+    unneeded = []
+    for index, (volume, path) in enumerate(items):
+        try:
+            starts(tmp_path / f"without-{index}", without=(volume, path))
+        except SettingsError:  # names the *_FILE setting that reads the file
+            continue
+        unneeded.append(f"{volume}/{path}")
+    assert not unneeded, f"mounted, but the worker starts without them: {unneeded}"
+
+
+def test_worker_restricted_security_context(rendered: Rendered) -> None:
+    assert_restricted(rendered.worker_pod, rendered.worker_container)
+    assert rendered.worker_pod["securityContext"] == rendered.pod["securityContext"], "the API pods' profile"
+    assert rendered.worker_container["securityContext"] == rendered.container["securityContext"]
+
+
+def test_worker_has_no_port_and_no_pretend_probes(rendered: Rendered) -> None:
+    """No HTTP server: nothing listens, nothing is probed. The process exits on a fatal error
+    and the kubelet restarts it; an exec probe would have nothing real to check, and probing
+    Redis or the ERP would restart every worker during their outage. checkov's probe checks are
+    skipped on this Deployment alone, with that reason; minReadySeconds stands in for readiness
+    in a rollout (a worker that exits at start-up never counts as available)."""
+    container = rendered.worker_container
+    assert "ports" not in container
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert probe not in container, f"{probe}: the worker has nothing to answer it"
+    skips = [v for k, v in rendered.worker["metadata"]["annotations"].items() if k.startswith("checkov.io/skip")]
+    assert {skip.split("=", 1)[0] for skip in skips} >= WORKER_SKIPS
+    assert rendered.worker["spec"]["minReadySeconds"] >= 5
+    assert "annotations" not in rendered.worker["spec"]["template"]["metadata"], "no /metrics to scrape"
+    policy = selecting(rendered.resources, "NetworkPolicy", rendered.worker)["spec"]
+    assert policy["policyTypes"] == ["Ingress"]
+    assert not policy.get("ingress"), "nothing listens: no ingress at all"
+
+
+def test_worker_resources_and_spread(rendered: Rendered) -> None:
+    """Sized for one asyncio process that mostly waits on the ERP; two replicas at least, on
+    different nodes, drained one at a time; no autoscaler (CPU says nothing about the backlog)."""
+    resources = rendered.worker_container["resources"]
+    for kind in ("cpu", "memory"):
+        assert kind in resources["requests"]
+        assert kind in resources["limits"]
+    assert cpu(resources["requests"]["cpu"]) <= cpu(resources["limits"]["cpu"]) <= 1, "one process uses one CPU"
+    assert mebibytes(resources["requests"]["memory"]) <= mebibytes(resources["limits"]["memory"])
+    api = rendered.container["resources"]
+    assert cpu(resources["requests"]["cpu"]) < cpu(api["requests"]["cpu"])
+    assert mebibytes(resources["requests"]["memory"]) < mebibytes(api["requests"]["memory"])
+    spec = rendered.worker["spec"]
+    assert spec["replicas"] >= 2
+    assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    pdb = selecting(rendered.resources, "PodDisruptionBudget", rendered.worker)["spec"]
+    assert pdb == {"maxUnavailable": 1, "selector": pdb["selector"]}, "one drained at a time, never all"
+    assert spec["replicas"] - pdb["maxUnavailable"] >= 1
+    hostname = [
+        c for c in rendered.worker_pod["topologySpreadConstraints"] if c["topologyKey"] == "kubernetes.io/hostname"
+    ]
+    assert [c["whenUnsatisfiable"] for c in hostname] == ["DoNotSchedule"]
+    targets = [
+        r["spec"]["scaleTargetRef"]["name"] for r in rendered.resources if r["kind"] == "HorizontalPodAutoscaler"
+    ]
+    assert rendered.worker["metadata"]["name"] not in targets
+
+
+def cpu(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def mebibytes(quantity: str) -> float:
+    units = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024}
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)([KMG]i)", quantity)
+    assert found, f"{quantity}: give memory in Ki, Mi or Gi"
+    return float(found[1]) * units[found[2]]
