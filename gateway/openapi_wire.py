@@ -62,7 +62,8 @@ HEADERS: dict[str, dict[str, Any]] = {
         required=False,
     ),
     "Location": _header(
-        "Where the return authorization is read back (`getReturn`).",
+        "Where what was created is read back: the return authorization (`getReturn`), the order intake "
+        "(`getOrderIntake`).",
         {"type": "string", "format": "uri-reference"},
         "/v1/returns/RMA-000001",
         required=True,
@@ -149,7 +150,7 @@ def _headers_for(path: str, operation_id: str, status: str) -> list[tuple[str, s
         out += [("RateLimit-Policy", "RateLimit-Policy"), ("RateLimit", "RateLimit")]
     if operation_id in CACHED_OPERATIONS and status not in _BEFORE_CACHE:
         out.append(("Cache-Status", "Cache-Status"))
-    if operation_id == "createReturn" and status == "201":
+    if (operation_id, status) in {("createReturn", "201"), ("submitOrder", "202")}:
         out += [("Location", "Location"), ("Idempotent-Replayed", "Idempotent-Replayed")]
     if v1 and status in {"429", "503", "504"}:
         out.append(("Retry-After", "Retry-After"))

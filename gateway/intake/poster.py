@@ -67,11 +67,17 @@ class Poster:
     async def run(self) -> None:
         """Claim and post until ``stop()``; every post in flight then finishes (bounded by the
         ERP write timeout)."""
+        store_down = False
         while not self._stopping.is_set():
             try:
                 started = await self._claim_some()
+                if store_down:
+                    store_down = False
+                    log.warning("intake store is back, posting resumes")
             except IntakeStoreUnavailable as exc:
-                log.warning("intake store unavailable, posting paused: %s", exc)
+                if not store_down:  # once per outage, not once per idle turn
+                    store_down = True
+                    log.warning("intake store unavailable, posting paused: %s", exc)
                 started = 0
             except Exception:  # a bug must not stop posting for good
                 log.exception("posting loop failed; going on")

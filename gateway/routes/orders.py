@@ -14,8 +14,7 @@ from gateway.auth.minimization import minimize_order, minimize_orders
 from gateway.auth.scopes import requires
 from gateway.routes._deps import AnyRequest, erp_call
 from gateway.routes._openapi import body, example, responses
-from gateway.routes.intake import ORDER_EXAMPLE, SUBMIT_ORDER, submit_order
-from gateway.routes.returns import IdempotencyKeyHeader
+from gateway.routes.intake import ORDER_EXAMPLE, SUBMIT_ORDER, OrderKeyHeader, submit_order
 
 __all__ = ["OrdersController"]
 
@@ -97,7 +96,7 @@ class OrdersController(Controller):
     async def submit(
         self,
         data: Annotated[OrderIntakeRequest, body("Two mugs for a known customer", ORDER_EXAMPLE)],
-        idempotency_key: IdempotencyKeyHeader,
+        idempotency_key: OrderKeyHeader,
         request: AnyRequest,
     ) -> Response[OrderIntake]:
         return await submit_order(data, idempotency_key, request)

@@ -127,9 +127,13 @@ def typescript_client() -> Path:
 
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[tuple[GatewayProcess, dict[str, str]]]:
-    """A gateway of its own per smoke program (fresh sample ERP: the returns it files are new)."""
+    """A gateway of its own per smoke program (fresh sample ERP: the returns it files are new).
+
+    It posts no orders (no posting worker runs): the order a smoke program submits stays
+    ``accepted`` for it to list, replay and cancel, with no worker racing it to ``posting``."""
     auth_env = {"ERPGW_AUTH__DEV_MODE": "true", "ERPGW_AUTH__DEV_KEY_PATH": str(tmp_path / "dev-signing-key.json")}
-    with GatewayProcess(tmp_path, env=auth_env, workers=2) as process:
+    env = {**auth_env, "ERPGW_INTAKE__POST_IN_WORKERS": "false"}
+    with GatewayProcess(tmp_path, env=env, workers=2) as process:
         yield process, auth_env
 
 

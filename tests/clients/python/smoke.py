@@ -5,7 +5,10 @@ with an error the spec documents, as a partner would: through the generated func
 models only (``sync_detailed`` gives the status, the parsed model and the headers). Run by
 tests/clients/test_generated_clients.py with the generated package ``erp_gateway_client`` on
 ``PYTHONPATH`` and ERPGW_URL, ERPGW_TOKEN (all scopes) and ERPGW_NARROW_TOKEN (``returns:read``
-only) in the environment. Exits 0 when every check held, else prints each failure and exits 1.
+only) in the environment, against a gateway that does not post orders itself
+(``ERPGW_INTAKE__POST_IN_WORKERS=false``, no ``erp-gateway worker``): the order it submits stays
+``accepted`` until it cancels it, which releases its hold, so a rerun finds the same stock.
+Exits 0 when every check held, else prints each failure and exits 1.
 """
 
 from __future__ import annotations
@@ -16,10 +19,21 @@ import uuid
 from typing import Any, TypeVar
 
 from erp_gateway_client import AuthenticatedClient, Client
-from erp_gateway_client.api.admin import invalidate_cache
+from erp_gateway_client.api.admin import (
+    cancel_order_intake,
+    invalidate_cache,
+    list_order_intakes,
+    replay_order_intake,
+)
 from erp_gateway_client.api.availability import get_availability, get_availability_batch
 from erp_gateway_client.api.operations import healthz, readyz
-from erp_gateway_client.api.orders import find_orders_by_external_ref, get_order, validate_order
+from erp_gateway_client.api.orders import (
+    find_orders_by_external_ref,
+    get_order,
+    get_order_intake,
+    submit_order,
+    validate_order,
+)
 from erp_gateway_client.api.prices import check_prices
 from erp_gateway_client.api.returns import create_return, get_return
 from erp_gateway_client.models import (
@@ -28,7 +42,11 @@ from erp_gateway_client.models import (
     CacheInvalidation,
     CacheInvalidationRequest,
     Health,
+    IntakeList,
     Order,
+    OrderIntake,
+    OrderIntakeRequest,
+    OrderIntakeStatus,
     OrderList,
     OrderValidation,
     OrderValidationRequest,
@@ -43,6 +61,8 @@ from erp_gateway_client.types import Response
 
 T = TypeVar("T")
 PROBLEM_TYPES = "https://erp-gateway.dev/problems/"
+#: well-formed (``in_`` and 26 of [0-9a-z]) but no intake's
+UNKNOWN_INTAKE = "in_" + "0" * 26
 failures: list[str] = []
 
 
@@ -171,6 +191,147 @@ def main() -> int:
         find_orders_by_external_ref.sync_detailed(client=narrow, external_ref="WC-5002"),
         403,
         "forbidden",
+    )
+
+    # submitOrder: 202 with the intake (its line held) and Location; the same key and body again
+    # answer the same intake (Idempotent-Replayed); more units than exist are a 409 naming the short
+    # line; 403 without orders:write. A fresh externalRef and key per run: a rerun is a new order.
+    def checkout(ref: str, quantity: int) -> OrderIntakeRequest:
+        return OrderIntakeRequest.from_dict(
+            {
+                "externalRef": ref,
+                "currency": "EUR",
+                "lines": [{"sku": "MUG-SND", "quantity": quantity, "unitPrice": "14.00"}],
+                "shippingAddress": {
+                    "name": "Jo Buyer",
+                    "street": "Hauptstrasse 1",
+                    "postalCode": "10115",
+                    "city": "Berlin",
+                    "country": "DE",
+                },
+                "contact": {"name": "Jo Buyer", "email": "jo@example.com"},
+            }
+        )
+
+    order_ref = f"SMOKE-{uuid.uuid4().hex}"
+    order_key = str(uuid.uuid4())
+    submitted_response = submit_order.sync_detailed(
+        client=client, body=checkout(order_ref, 1), idempotency_key=order_key
+    )
+    submitted = success("submitOrder", submitted_response, 202, OrderIntake)
+    check(
+        submitted is not None
+        and submitted.external_ref == order_ref
+        and submitted.status == OrderIntakeStatus.ACCEPTED,
+        "submitOrder: accepted, with the externalRef sent",
+    )
+    check(
+        submitted is not None and [(h.sku, h.quantity) for h in submitted.held] == [("MUG-SND", 1)],
+        "submitOrder: the one unit held",
+    )
+    intake_location = submitted_response.headers.get("Location", "")
+    check(
+        submitted is not None and intake_location.endswith("/v1/order-intakes/" + submitted.intake_id),
+        f"submitOrder: Location {intake_location}",
+    )
+    check("Idempotent-Replayed" not in submitted_response.headers, "submitOrder: a new intake is not replayed")
+    resubmitted_response = submit_order.sync_detailed(
+        client=client, body=checkout(order_ref, 1), idempotency_key=order_key
+    )
+    resubmitted = success("submitOrder (replay)", resubmitted_response, 202, OrderIntake)
+    check(resubmitted_response.headers.get("Idempotent-Replayed") == "true", "submitOrder: Idempotent-Replayed: true")
+    check(
+        submitted is not None and resubmitted is not None and resubmitted.intake_id == submitted.intake_id,
+        "submitOrder: the replay is the same intake",
+    )
+    short = problem(
+        "submitOrder",
+        submit_order.sync_detailed(
+            client=client, body=checkout(f"SMOKE-{uuid.uuid4().hex}", 1_000_000), idempotency_key=str(uuid.uuid4())
+        ),
+        409,
+        "insufficient-stock",
+    )
+    short_lines = short.short_lines if short is not None and isinstance(short.short_lines, list) else []
+    check(
+        [(s.line, s.sku, s.requested) for s in short_lines] == [(0, "MUG-SND", 1_000_000)]
+        and short_lines[0].available < 1_000_000,
+        "submitOrder: shortLines names the line",
+    )
+    problem(
+        "submitOrder (narrow token)",
+        submit_order.sync_detailed(
+            client=narrow, body=checkout(f"SMOKE-{uuid.uuid4().hex}", 1), idempotency_key=str(uuid.uuid4())
+        ),
+        403,
+        "forbidden",
+    )
+
+    # getOrderIntake: the intake submitted; an unknown (well-formed) id is a 404
+    if submitted is not None:
+        read = success(
+            "getOrderIntake", get_order_intake.sync_detailed(submitted.intake_id, client=client), 200, OrderIntake
+        )
+        check(
+            read is not None and read.intake_id == submitted.intake_id and read.status == OrderIntakeStatus.ACCEPTED,
+            "getOrderIntake: the intake submitted, accepted",
+        )
+    problem("getOrderIntake", get_order_intake.sync_detailed(UNKNOWN_INTAKE, client=client), 404, "intake-not-found")
+
+    # listOrderIntakes (admin): the accepted backlog holds the intake; 403 without the admin scope
+    backlog = success(
+        "listOrderIntakes",
+        list_order_intakes.sync_detailed(client=client, status="accepted"),
+        200,
+        IntakeList,
+    )
+    check(
+        backlog is not None
+        and submitted is not None
+        and submitted.intake_id in [i.intake_id for i in backlog.items]
+        and all(i.status == OrderIntakeStatus.ACCEPTED for i in backlog.items),
+        "listOrderIntakes: the accepted intakes, the one submitted among them",
+    )
+    problem(
+        "listOrderIntakes",
+        list_order_intakes.sync_detailed(client=narrow, status="accepted"),
+        403,
+        "forbidden",
+    )
+
+    # replayOrderIntake / cancelOrderIntake (admin): replaying an intake not given up changes
+    # nothing; cancelled (its hold released), cancelled again as it is; a cancelled intake cannot
+    # be replayed (409); an unknown intake cannot be cancelled (404)
+    if submitted is not None:
+        replayed = success(
+            "replayOrderIntake",
+            replay_order_intake.sync_detailed(submitted.intake_id, client=client),
+            200,
+            OrderIntake,
+        )
+        check(
+            replayed is not None and replayed.status == OrderIntakeStatus.ACCEPTED,
+            "replayOrderIntake: an accepted intake stays accepted",
+        )
+        for attempt in ("cancelOrderIntake", "cancelOrderIntake (again)"):
+            cancelled = success(
+                attempt, cancel_order_intake.sync_detailed(submitted.intake_id, client=client), 200, OrderIntake
+            )
+            check(
+                cancelled is not None and cancelled.status == OrderIntakeStatus.CANCELLED,
+                f"{attempt}: status cancelled",
+            )
+        problem(
+            "replayOrderIntake",
+            replay_order_intake.sync_detailed(submitted.intake_id, client=client),
+            409,
+            "intake-not-changeable",
+        )
+    problem(
+        "cancelOrderIntake",
+        cancel_order_intake.sync_detailed(UNKNOWN_INTAKE, client=client),
+        404,
+        "intake-not-found",
     )
 
     # createReturn: 201 with Location; the same key replays (Idempotent-Replayed); the same key

@@ -1,7 +1,9 @@
 // Smoke program for the TypeScript types generated from openapi/v1.json by openapi-typescript,
 // called through openapi-fetch. Type-checked with `tsc --noEmit`, then compiled and run with node
 // by tests/clients/test_generated_clients.py, with ERPGW_URL, ERPGW_TOKEN (all scopes)
-// and ERPGW_NARROW_TOKEN (returns:read only) set.
+// and ERPGW_NARROW_TOKEN (returns:read only) set, against a gateway that does not post orders itself
+// (ERPGW_INTAKE__POST_IN_WORKERS=false, no `erp-gateway worker`): the order it submits stays `accepted`
+// until it cancels it, which releases its hold, so a rerun finds the same stock.
 // Calls every operation, each once with success and once with an error the spec documents.
 // Exits 0 when every check held, else prints each failure and exits 1.
 import { randomUUID } from "node:crypto";
@@ -20,6 +22,8 @@ const env = (name: string): string => {
 };
 const baseUrl = env("ERPGW_URL");
 const PROBLEM_TYPES = "https://erp-gateway.dev/problems/";
+/** Well-formed (`in_` and 26 of [0-9a-z]) but no intake's. */
+const UNKNOWN_INTAKE = `in_${"0".repeat(26)}`;
 const failures: string[] = [];
 
 function check(condition: boolean, what: string): void {
@@ -158,6 +162,134 @@ async function main(): Promise<number> {
     await narrow.GET("/v1/orders", { params: { query: { externalRef: "WC-5002" } } }),
     403,
     "forbidden",
+  );
+
+  // submitOrder: 202 with the intake (its line held) and Location; the same key and body again
+  // answer the same intake (Idempotent-Replayed); more units than exist are a 409 naming the short
+  // line; 403 without orders:write. A fresh externalRef and key per run: a rerun is a new order.
+  const checkout = (externalRef: string, quantity: number) => ({
+    externalRef,
+    currency: "EUR",
+    lines: [{ sku: "MUG-SND", quantity, unitPrice: "14.00" }],
+    shippingAddress: { name: "Jo Buyer", street: "Hauptstrasse 1", postalCode: "10115", city: "Berlin", country: "DE" },
+    contact: { name: "Jo Buyer", email: "jo@example.com" },
+  });
+  const orderRef = `SMOKE-${randomUUID()}`;
+  const orderKey = randomUUID();
+  const submittedAnswer = await client.POST("/v1/orders", {
+    params: { header: { "Idempotency-Key": orderKey } },
+    body: checkout(orderRef, 1),
+  });
+  const submitted = success("submitOrder", submittedAnswer, 202);
+  check(
+    submitted?.externalRef === orderRef && submitted.status === "accepted",
+    "submitOrder: accepted, with the externalRef sent",
+  );
+  check(
+    submitted?.held.map((h) => `${h.sku}x${h.quantity}`).join() === "MUG-SNDx1",
+    "submitOrder: the one unit held",
+  );
+  const intakeLocation = header(submittedAnswer, "submitOrder", 202, "Location");
+  check(
+    !!submitted && String(intakeLocation).endsWith(`/v1/order-intakes/${submitted.intakeId}`),
+    `submitOrder: Location ${intakeLocation}`,
+  );
+  check(
+    header(submittedAnswer, "submitOrder", 202, "Idempotent-Replayed") === null,
+    "submitOrder: a new intake is not replayed",
+  );
+  const resubmittedAnswer = await client.POST("/v1/orders", {
+    params: { header: { "Idempotency-Key": orderKey } },
+    body: checkout(orderRef, 1),
+  });
+  const resubmitted = success("submitOrder (replay)", resubmittedAnswer, 202);
+  const orderReplayed = header(resubmittedAnswer, "submitOrder", 202, "Idempotent-Replayed");
+  check(orderReplayed === "true", "submitOrder: Idempotent-Replayed: true");
+  check(!!submitted && resubmitted?.intakeId === submitted.intakeId, "submitOrder: the replay is the same intake");
+  const short = problem(
+    "submitOrder",
+    await client.POST("/v1/orders", {
+      params: { header: { "Idempotency-Key": randomUUID() } },
+      body: checkout(`SMOKE-${randomUUID()}`, 1_000_000),
+    }),
+    409,
+    "insufficient-stock",
+  );
+  const shortLines = short?.shortLines ?? [];
+  check(
+    shortLines.map((l) => `${l.line}:${l.sku}:${l.requested}`).join() === "0:MUG-SND:1000000" &&
+      (shortLines[0]?.available ?? Infinity) < 1_000_000,
+    "submitOrder: shortLines names the line",
+  );
+  problem(
+    "submitOrder (narrow token)",
+    await narrow.POST("/v1/orders", {
+      params: { header: { "Idempotency-Key": randomUUID() } },
+      body: checkout(`SMOKE-${randomUUID()}`, 1),
+    }),
+    403,
+    "forbidden",
+  );
+
+  // getOrderIntake: the intake submitted; an unknown (well-formed) id is a 404
+  if (submitted) {
+    const read = success(
+      "getOrderIntake",
+      await client.GET("/v1/order-intakes/{intakeId}", { params: { path: { intakeId: submitted.intakeId } } }),
+      200,
+    );
+    check(
+      read?.intakeId === submitted.intakeId && read.status === "accepted",
+      "getOrderIntake: the intake submitted, accepted",
+    );
+  }
+  problem(
+    "getOrderIntake",
+    await client.GET("/v1/order-intakes/{intakeId}", { params: { path: { intakeId: UNKNOWN_INTAKE } } }),
+    404,
+    "intake-not-found",
+  );
+
+  // listOrderIntakes (admin): the accepted backlog holds the intake; 403 without the admin scope
+  const accepted = { params: { query: { status: "accepted" as const } } };
+  const backlog = success("listOrderIntakes", await client.GET("/v1/admin/order-intakes", accepted), 200);
+  check(
+    !!submitted &&
+      !!backlog?.items.some((i) => i.intakeId === submitted.intakeId) &&
+      backlog.items.every((i) => i.status === "accepted"),
+    "listOrderIntakes: the accepted intakes, the one submitted among them",
+  );
+  problem("listOrderIntakes", await narrow.GET("/v1/admin/order-intakes", accepted), 403, "forbidden");
+
+  // replayOrderIntake / cancelOrderIntake (admin): replaying an intake not given up changes
+  // nothing; cancelled (its hold released), cancelled again as it is; a cancelled intake cannot
+  // be replayed (409); an unknown intake cannot be cancelled (404)
+  if (submitted) {
+    const intake = { params: { path: { intakeId: submitted.intakeId } } };
+    const replayedIntake = success(
+      "replayOrderIntake",
+      await client.POST("/v1/admin/order-intakes/{intakeId}/replay", intake),
+      200,
+    );
+    check(replayedIntake?.status === "accepted", "replayOrderIntake: an accepted intake stays accepted");
+    for (const attempt of ["cancelOrderIntake", "cancelOrderIntake (again)"]) {
+      const cancelled = success(attempt, await client.POST("/v1/admin/order-intakes/{intakeId}/cancel", intake), 200);
+      check(cancelled?.status === "cancelled", `${attempt}: status cancelled`);
+    }
+    problem(
+      "replayOrderIntake",
+      await client.POST("/v1/admin/order-intakes/{intakeId}/replay", intake),
+      409,
+      "intake-not-changeable",
+    );
+  }
+  problem(
+    "cancelOrderIntake",
+    await client.POST("/v1/admin/order-intakes/{intakeId}/cancel", {
+      params: { path: { intakeId: UNKNOWN_INTAKE } },
+    }),
+    404,
+    "intake-not-found",
   );
 
   // createReturn: 201 with Location; the same key replays (Idempotent-Replayed); the same key
