@@ -182,15 +182,15 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> int:
         worker = PostingWorker(settings, wrap_adapter=args.wrap_adapter)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):  # first: as PID 1 a process ignores SIGTERM without one
+            loop.add_signal_handler(sig, worker.poster.stop)
         try:
             worker.erp.start()
             if args.once:
                 attempts = await worker.poster.post_due()
                 print(f"{attempts} attempts, {worker.poster.posted} posted")
                 return 0
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, worker.poster.stop)
             log.info("posting accepted orders to %s", settings.default_backend_name())
             await worker.poster.run()
             log.info("worker stopped; %d orders posted", worker.poster.posted)

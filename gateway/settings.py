@@ -98,7 +98,7 @@ class ServerSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     timeout: int = 30
     #: Seconds a worker has after SIGTERM to finish the requests in flight (it takes no new
     #: connection meanwhile) before it is killed; a pod's grace period must exceed preStop + this.
-    graceful_timeout: int = 10
+    graceful_timeout: int = 20
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=True):

@@ -220,6 +220,8 @@ def test_shutdown_outlasts_prestop_and_graceful_timeout(rendered: Rendered) -> N
     margin = 5  # gunicorn's own exit after the last worker, the metrics directory removed
     assert rendered.pod["terminationGracePeriodSeconds"] >= sleep + graceful + margin
     assert 5 <= sleep <= 15, "endpoint removal takes a few seconds to reach every proxy"
+    write = float(rendered.setting("ERPGW_TIMEOUTS__WRITE_SECONDS", Settings().timeouts.write_seconds))
+    assert graceful > write, "a write in flight at SIGTERM (a return) must be able to finish"
 
 
 def test_probes(rendered: Rendered) -> None:
