@@ -11,6 +11,11 @@ at once, with the ERP's reason, its hold released; the ERP unavailable or slow -
 after a jittered exponential delay, ``dead_lettered`` after ``max_attempts``. While the
 backend's write breaker is open nothing is claimed: an outage spends no attempts, and the
 backlog drains at the ERP's pace (``posting_concurrency`` per process, under the call budget).
+A post the gateway's own guards refuse before the ERP is asked (``CircuitOpen``: the breaker's
+trial call is under way; ``CallBudgetExhausted``) is due again when they allow calls, with no
+backoff and never dead-lettered for it, and the process claims nothing until then: the breaker
+reads as not refusing while its trial call is out, and without that hold the loop would claim,
+and spend an attempt of, every due order in that time.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from erp_backends.errors import ErpError, ErpTimeout, ErpUnavailable, InProgress
 from erp_backends.port import CallContext, ErpBackend, IdempotencyToken
 from gateway.intake.settings import IntakeSettings
 from gateway.intake.store import Claimed, IntakeRecord, IntakeStore, IntakeStoreUnavailable, Stale
+from policies.call_budget import CallBudgetExhausted
+from policies.circuit_breaking import CircuitOpen
 
 __all__ = ["Poster"]
 
@@ -62,6 +69,7 @@ class Poster:
         self._slots = asyncio.Semaphore(settings.posting_concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._held_until = 0.0  # the guards refused a post: claim nothing before this (epoch seconds)
         self.posted = 0
 
     async def run(self) -> None:
@@ -93,14 +101,17 @@ class Poster:
     async def post_due(self) -> int:
         """Post every intake due now, one after another; how many attempts were made."""
         attempts = 0
-        while (claimed := await self._store.claim(self._clock(), self._settings.lease_seconds, _token())) is not None:
+        while (
+            self._clock() >= self._held_until
+            and (claimed := await self._store.claim(self._clock(), self._settings.lease_seconds, _token())) is not None
+        ):
             await self._post(claimed)
             attempts += 1
         return attempts
 
     async def _claim_some(self) -> int:
         started = 0
-        while not self._stopping.is_set() and not self._paused():
+        while not self._stopping.is_set() and not self._paused() and self._clock() >= self._held_until:
             await self._slots.acquire()
             try:
                 claimed = await self._store.claim(self._clock(), self._settings.lease_seconds, _token())
@@ -125,6 +136,7 @@ class Poster:
             due = None
         if due is not None:
             wait = min(wait, max(0.0, due - self._clock()))
+        wait = max(wait, self._held_until - self._clock())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), timeout=max(wait, 0.01))
 
@@ -150,6 +162,11 @@ class Poster:
             await self._settle(
                 self._store.retry(record.intake_id, attempt, exc.detail, self._clock() + 1, self._clock())
             )
+        except (CircuitOpen, CallBudgetExhausted) as exc:  # the ERP was not asked: not a failure of it
+            now = self._clock()
+            self._held_until = max(self._held_until, now + (exc.retry_after or 1.0))
+            error = f"{type(exc).__name__}: {exc.detail}"
+            await self._settle(self._store.retry(record.intake_id, attempt, error, self._held_until, now))
         except Rejected as exc:
             detail = f"{exc.code}: {exc.detail}" + (f" ({exc.field})" if exc.field else "")
             log.warning("intake %s rejected by the ERP: %s", record.intake_id, detail)

@@ -143,26 +143,33 @@ for _ = 1, tonumber(ARGV[11]) do
     local wh, units = string.match(member, '^([^\t]+)\t[^\t]+\t(%d+)$')
     late[wh] = (late[wh] or 0) + tonumber(units)
   end
-  local left = quantity
+  -- the pool: every candidate's free units, a warehouse below zero counting against the others
+  -- (an ERP may ship a whole order from one warehouse, whatever was held where)
+  local frees, pool = {}, 0
   for c = 0, candidates - 1 do
     local wh, stock = ARGV[i + 5 + 2 * c], tonumber(ARGV[i + 6 + 2 * c])
-    if left > 0 then
+    local slot = sku .. '\t' .. wh
+    local active = tonumber(redis.call('HGET', B .. 'active:' .. sku, wh) or '0')
+    frees[c] = stock - active - (late[wh] or 0) - (taken[slot] or 0)
+    pool = pool + frees[c]
+  end
+  local left = math.min(quantity, math.max(pool, 0))
+  local wanted = left
+  for c = 0, candidates - 1 do
+    local wh = ARGV[i + 5 + 2 * c]
+    if left > 0 and frees[c] > 0 then
       local slot = sku .. '\t' .. wh
-      local active = tonumber(redis.call('HGET', B .. 'active:' .. sku, wh) or '0')
-      local free = stock - active - (late[wh] or 0) - (taken[slot] or 0)
-      if free > 0 then
-        local take = math.min(free, left)
-        left = left - take
-        taken[slot] = (taken[slot] or 0) + take
-        if not merged[slot] then
-          merged[slot] = 0
-          order[#order + 1] = {sku, wh, slot}
-        end
-        merged[slot] = merged[slot] + take
+      local take = math.min(frees[c], left)
+      left = left - take
+      taken[slot] = (taken[slot] or 0) + take
+      if not merged[slot] then
+        merged[slot] = 0
+        order[#order + 1] = {sku, wh, slot}
       end
+      merged[slot] = merged[slot] + take
     end
   end
-  if left > 0 then short[#short + 1] = {line, sku, tostring(quantity - left)} end
+  if wanted < quantity then short[#short + 1] = {line, sku, tostring(wanted)} end
   i = i + 5 + 2 * candidates
 end
 if #short > 0 then return {'short', short} end

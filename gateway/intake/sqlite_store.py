@@ -70,24 +70,28 @@ _COLUMNS = (
 
 
 def allocate(needs: Sequence[LineNeed], held: Callable[[str, str, float], int]) -> tuple[list[Hold], list[ShortLine]]:
-    """The holds for ``needs`` (each line from its candidates in order; a later line of the
-    same SKU sees what earlier ones took, even a short one's), one per SKU and warehouse, and
-    the lines that are short. ``held(sku, warehouse, snapshot_at)``: units already held."""
+    """The holds for ``needs``, one per SKU and warehouse, and the lines that are short. A line
+    may have what its candidate warehouses have free together (stock less holds; a warehouse
+    below zero counts against the others), taken from them in order; a later line of the same
+    SKU sees what earlier ones took, even a short one's. ``held(sku, warehouse, snapshot_at)``:
+    units already held."""
     taken: dict[tuple[str, str], int] = {}
     short: list[ShortLine] = []
     for need in needs:
-        left = need.quantity
-        free_total = 0
-        for warehouse, stock in need.stock:
-            place = (need.sku, warehouse)
-            free = max(0, stock - held(need.sku, warehouse, need.snapshot_at) - taken.get(place, 0))
-            free_total += free
-            take = min(free, left)
+        frees = [
+            (warehouse, stock - held(need.sku, warehouse, need.snapshot_at) - taken.get((need.sku, warehouse), 0))
+            for warehouse, stock in need.stock
+        ]
+        # the pool: a warehouse below zero counts against the others (an ERP may ship a whole
+        # order from one warehouse, whatever was held where)
+        wanted = left = min(need.quantity, max(0, sum(free for _, free in frees)))
+        for warehouse, free in frees:
+            take = min(max(free, 0), left)
             if take:
-                taken[place] = taken.get(place, 0) + take
+                taken[(need.sku, warehouse)] = taken.get((need.sku, warehouse), 0) + take
                 left -= take
-        if left:
-            short.append(ShortLine(line=need.line, sku=need.sku, available=free_total))
+        if wanted < need.quantity:
+            short.append(ShortLine(line=need.line, sku=need.sku, available=wanted))
     return [Hold(sku, warehouse, units) for (sku, warehouse), units in taken.items()], short
 
 

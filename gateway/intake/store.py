@@ -182,9 +182,11 @@ class IntakeStore(abc.ABC):
         1. the key is known: ``Replayed`` (same fingerprint) or ``KeyReused``; known as the
            draft's own ``intake_id``: ``Accepted`` again (this very step was sent twice);
         2. the external reference is known: ``AlreadySubmitted``;
-        3. each line takes from its candidate warehouses in order what is free there (the ERP's
-           stock minus ``HoldLedger.held`` at its snapshot, minus what earlier lines of this
-           order took); any line short: ``Short`` naming every short line, nothing written;
+        3. a line may have what its candidate warehouses have free together (the ERP's stock
+           minus ``HoldLedger.held`` at its snapshot, minus what earlier lines of this order
+           took; a warehouse below zero counts against the others: an ERP may ship a whole
+           order from one warehouse, whatever was held where), taken from them in order; any
+           line short: ``Short`` naming every short line and what it could have, nothing written;
         4. otherwise the record (``draft`` with the holds taken, status ``accepted``, one
            history entry), its key and reference, the active holds and the queue entry (due
            ``now``) are written together: ``Accepted``."""

@@ -9,6 +9,7 @@ Time is the caller's: every step gets its ``now`` from the test, nothing sleeps.
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import re
 import secrets
 import time
@@ -16,6 +17,9 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
 from typing import Literal
 
 import msgspec
@@ -27,6 +31,7 @@ from gateway.intake.store import (
     AlreadySubmitted,
     Claimed,
     Hold,
+    HoldLedger,
     IntakeRecord,
     IntakeStore,
     IntakeStoreUnavailable,
@@ -383,6 +388,17 @@ async def test_claim_hands_out_the_earliest_due_intake_first(store: IntakeStore)
     assert await store.claim(T0 + 5, LEASE, token()) is None
 
 
+async def test_claim_goes_by_when_an_intake_is_due_not_when_it_was_accepted(store: IntakeStore) -> None:
+    first = await accept(store, at=T0)
+    second = await accept(store, at=T0 + 1)
+    claimed = await claim(store, T0 + 2)
+    assert claimed.record.intake_id == first.intake_id
+    await store.retry(first.intake_id, claimed.record.attempts, "ERP timed out", T0 + 3, T0 + 2)
+
+    assert (await claim(store, T0 + 10)).record.intake_id == second.intake_id  # due since T0 + 1
+    assert (await claim(store, T0 + 10)).record.intake_id == first.intake_id  # due since T0 + 3
+
+
 async def test_an_intake_is_not_claimed_before_it_is_due(store: IntakeStore) -> None:
     assert await store.next_due() is None
     record = await accept(store, at=T0 + 10)
@@ -708,6 +724,60 @@ async def test_of_100_concurrent_accepts_for_10_units_exactly_10_are_accepted(ma
     assert len(await workers[1].list("accepted", 200)) == 10
 
 
+#: The process race: each SKU has 10 units, each of 4 worker processes sends 25 one-unit
+#: orders of each, the SKUs interleaved: 40 races of 100 orders, not one.
+RACE_SKUS = tuple(f"RACE-{i:02d}" for i in range(40))
+
+
+def _accept_in_a_worker_process(path: str, start: Barrier, results: Queue[list[tuple[str, str]]], now: float) -> None:
+    """One gunicorn worker: its own store on the host's file, 25 one-unit orders per race SKU."""
+    from gateway.intake.sqlite_store import SqliteIntakeStore
+
+    async def run() -> list[tuple[str, str]]:
+        store = SqliteIntakeStore(path, posted_hold_seconds=POSTED_HOLD_SECONDS)
+        orders = [(need(1, (EAST, 10), sku=sku, snapshot_at=now),) for _ in range(25) for sku in RACE_SKUS]
+        await store.ledger(RACE_SKUS, now)  # the file is open before the start
+        start.wait()
+        outcomes = await asyncio.gather(
+            *(store.accept(draft(lines, at=now), lines, now) for lines in orders), return_exceptions=True
+        )
+        await store.aclose()
+        return [(lines[0].sku, type(outcome).__name__) for lines, outcome in zip(orders, outcomes, strict=True)]
+
+    results.put(asyncio.run(run()))
+
+
+def test_of_100_accepts_from_4_processes_on_one_file_for_10_units_exactly_10_are_accepted(tmp_path: Path) -> None:
+    """SQLite only: store objects in one process share a GIL, which all but hides a race between
+    reading the holds and writing them; a host's workers are processes. 40 SKUs race at once, so
+    a store without its transaction oversells in nearly every run, not in a few."""
+    from gateway.intake.sqlite_store import SqliteIntakeStore
+
+    path = str(tmp_path / "intake.sqlite")
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(4)
+    results: Queue[list[tuple[str, str]]] = context.Queue()
+    workers = [context.Process(target=_accept_in_a_worker_process, args=(path, start, results, T0)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    outcomes = Counter(answer for _ in workers for answer in results.get(timeout=120))
+    for worker in workers:
+        worker.join(timeout=30)
+        assert worker.exitcode == 0
+
+    expected = Counter({(sku, kind): n for sku in RACE_SKUS for kind, n in (("Accepted", 10), ("Short", 90))})
+    assert outcomes == expected
+
+    async def ledger() -> HoldLedger:
+        store = SqliteIntakeStore(path, posted_hold_seconds=POSTED_HOLD_SECONDS)
+        try:
+            return await store.ledger(RACE_SKUS, T0)
+        finally:
+            await store.aclose()
+
+    assert asyncio.run(ledger()).active == {(sku, EAST): 10 for sku in RACE_SKUS}
+
+
 async def test_20_concurrent_claims_over_5_due_intakes_claim_each_once(make_store: MakeStore) -> None:
     workers = [make_store() for _ in range(4)]
     queued = {(await accept(workers[0], at=T0 + i)).intake_id for i in range(5)}
@@ -752,3 +822,17 @@ async def test_a_store_that_cannot_be_asked_says_so_on_every_step(unusable_store
             continue
         answered.append(name)
     assert answered == []
+
+
+async def test_a_warehouse_below_zero_counts_against_the_others(store: IntakeStore) -> None:
+    """The ERP shipped more from EAST than was held there (its sale has one warehouse): EAST is
+    at -1, WEST still shows 3 though 1 of them was only ever promised through EAST's shortfall."""
+    short = await store.accept(draft([need(3, (EAST, -1), (WEST, 3))]), [need(3, (EAST, -1), (WEST, 3))], T0)
+    assert short_lines(short) == [ShortLine(line=1, sku=SKU, available=2)]
+    record = await accept(store, need(2, (EAST, -1), (WEST, 3)))
+    assert units(record.holds) == {(SKU, WEST): 2}
+    none_left = await store.accept(draft([need(1, (EAST, -1), (WEST, 3))]), [need(1, (EAST, -1), (WEST, 3))], T0)
+    assert short_lines(none_left) == [ShortLine(line=1, sku=SKU, available=0)]
+    # a line naming its warehouse has that warehouse's figure alone
+    named = await accept(store, need(1, (EAST, 5)))
+    assert units(named.holds) == {(SKU, EAST): 1}
