@@ -267,6 +267,7 @@ def _check_relations(settings: Settings) -> None:
             "intake.backoff_seconds": intake.backoff_seconds,
             "intake.max_backoff_seconds": intake.max_backoff_seconds,
             "intake.idle_seconds": intake.idle_seconds,
+            "intake.retention_days": intake.retention_days,
         }
     )
     if not intake.price_tolerance.is_finite() or intake.price_tolerance < 0:
@@ -277,6 +278,13 @@ def _check_relations(settings: Settings) -> None:
     for dotted, number in positive.items():
         if number <= 0:
             raise SettingsError(env_name(dotted), f"{number!r} must be more than zero", dotted)
+    if settings.intake.retention_days * 86_400 <= settings.intake.posted_hold_seconds:
+        raise SettingsError(
+            env_name("intake.retention_days"),
+            f"{settings.intake.retention_days:g} days must outlast a posted hold "
+            f"({settings.intake.posted_hold_seconds:g} s: ERPGW_INTAKE__MAX_STOCK_AGE_SECONDS + 120)",
+            "intake.retention_days",
+        )
     if settings.intake.lease_seconds <= settings.timeouts.write_seconds:
         raise SettingsError(
             env_name("intake.lease_seconds"),

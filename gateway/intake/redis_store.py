@@ -28,6 +28,10 @@ the cache, quotas and idempotency records). Below, ``B`` is the base::
     B seq                 counter: accept order, ties on accepted_at broken by it
     B all, B status:<s>   sorted sets: "seq TAB intake_id" scored by accepted_at (``list``)
 
+An intake that ended is kept ``retention_seconds`` (``ERPGW_INTAKE__RETENTION_DAYS``) with its
+key and reference (expiries set when it ends, removed when it is replayed); the index entries
+older than that are pruned by the next accept.
+
 Holds are per SKU (hash field or member names the warehouse) rather than one hash keyed
 "sku TAB warehouse": ``ledger(skus)`` must find every warehouse of a SKU without reading all
 holds. SKUs and warehouse codes never contain a tab or a newline (the contract's patterns).
@@ -112,6 +116,22 @@ local function move(id, from, to)
   redis.call('ZREM', B .. 'status:' .. from, r[1])
   redis.call('ZADD', B .. 'status:' .. to, r[2], r[1])
 end
+-- An intake that ended (posted, rejected, dead-lettered, cancelled) is kept until ``at_ms``
+-- (epoch ms: the caller's now + the retention), with its key and reference; a replayed one is
+-- kept again (nil). Index entries go by accepted_at (prune).
+local function keep_until(id, at_ms)
+  local fixed = cjson.decode(redis.call('HGET', B .. 'rec:' .. id, 'fixed'))
+  for _, k in ipairs({B .. 'rec:' .. id, B .. 'hist:' .. id, B .. 'key:' .. fixed.key,
+                      B .. 'ref:' .. fixed.external_ref}) do
+    if at_ms then redis.call('PEXPIREAT', k, at_ms) else redis.call('PERSIST', k) end
+  end
+end
+local function prune(before)
+  for _, index in ipairs({'all', 'status:posted', 'status:cancelled', 'status:rejected',
+                          'status:dead_lettered'}) do
+    redis.call('ZREMRANGEBYSCORE', B .. index, '-inf', '(' .. before)
+  end
+end
 local function become(id, from, to, entry)
   redis.call('HSET', B .. 'rec:' .. id, 'status', to)
   redis.call('RPUSH', B .. 'hist:' .. id, entry)
@@ -121,7 +141,7 @@ end
 
 # ARGV: id, key, fingerprint, external_ref, now, accepted_at, fixed, request, history entry,
 # posted floor (now - posted_hold_seconds), line count, then per line: line, sku, quantity,
-# snapshot_at, candidate count, (warehouse, stock) per candidate.
+# snapshot_at, candidate count, (warehouse, stock) per candidate; last: retention seconds.
 _ACCEPT = r"""
 local id, key, fp, ref = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local known = redis.call('GET', B .. 'key:' .. key)
@@ -132,6 +152,7 @@ if known then
 end
 local owner = redis.call('GET', B .. 'ref:' .. ref)
 if owner then return {'already_submitted', owner} end
+prune(ARGV[5] - tonumber(ARGV[#ARGV]))
 local floor = tonumber(ARGV[10])
 local taken, merged, order, short = {}, {}, {}, {}
 local i = 12
@@ -217,7 +238,8 @@ end
 return {'none'}
 """
 
-# ARGV: id, attempt, order_number, now, history entry, posted floor, posted expiry ms.
+# ARGV: id, attempt, order_number, now, history entry, posted floor, posted expiry ms,
+# kept until (epoch ms).
 # Already ``posted`` at that attempt: this step, resent. The last error is cleared.
 _POSTED = r"""
 local id = ARGV[1]
@@ -236,7 +258,9 @@ redis.call('ZREM', B .. 'queue', id)
 redis.call('HSET', B .. 'rec:' .. id, 'order_number', ARGV[3], 'posted_at', ARGV[4])
 redis.call('HDEL', B .. 'rec:' .. id, 'last_error')
 become(id, 'posting', 'posted', ARGV[5])
-return {'ok', record(id), bad}
+local out = record(id)  -- before the expiry: a long-ago post (a test's clock) expires at once
+keep_until(id, ARGV[8])
+return {'ok', out, bad}
 """
 
 # ARGV: id, attempt, error, due_at, history entry. Already ``accepted`` at that attempt (only
@@ -252,7 +276,8 @@ become(id, 'posting', 'accepted', ARGV[5])
 return {'ok', record(id)}
 """
 
-# ARGV: id, attempt ('' for an operator), status, last_error ('' to keep it), history entry.
+# ARGV: id, attempt ('' for an operator), status, last_error ('' to keep it), history entry,
+# kept until (epoch ms).
 # Already in that status (at that attempt): this step, resent.
 _GIVE_UP = r"""
 local id, attempt, to = ARGV[1], ARGV[2], ARGV[3]
@@ -270,7 +295,9 @@ if from == 'accepted' or from == 'posting' then bad = release(holds_of(r[3])) en
 redis.call('ZREM', B .. 'queue', id)
 if ARGV[4] ~= '' then redis.call('HSET', B .. 'rec:' .. id, 'last_error', ARGV[4]) end
 become(id, from, to, ARGV[5])
-return {'ok', record(id), bad}
+local out = record(id)
+keep_until(id, ARGV[6])
+return {'ok', out, bad}
 """
 
 # ARGV: id, now, history entry. Accepted, posting or posted: as it is (a replay resent, or
@@ -285,6 +312,7 @@ rehold(holds_of(r[2]))
 redis.call('HSET', B .. 'rec:' .. id, 'attempts', '0')
 redis.call('ZADD', B .. 'queue', ARGV[2], id)
 become(id, r[1], 'accepted', ARGV[3])
+keep_until(id, nil)
 return {'ok', record(id)}
 """
 
@@ -363,11 +391,14 @@ class RedisIntakeStore(IntakeStore):
     ``IntakeStoreUnavailable``. ``posted_hold_seconds``: how long a posted hold counts against
     snapshots read before it (longer than any snapshot intake accepts)."""
 
-    def __init__(self, shared: SharedState, *, posted_hold_seconds: float) -> None:
-        if posted_hold_seconds <= 0:
-            raise ValueError("posted_hold_seconds must be > 0")
+    def __init__(
+        self, shared: SharedState, *, posted_hold_seconds: float, retention_seconds: float = 30 * 86_400
+    ) -> None:
+        if posted_hold_seconds <= 0 or retention_seconds <= posted_hold_seconds:
+            raise ValueError("posted_hold_seconds must be > 0 and retention_seconds longer")
         self._shared = shared
         self._posted_hold = float(posted_hold_seconds)
+        self._retention = float(retention_seconds)
         for name, source in _SCRIPTS.items():
             shared.register_script(name, _PRELUDE + source)
 
@@ -376,6 +407,9 @@ class RedisIntakeStore(IntakeStore):
             return await self._shared.run_script(script, [BASE], args)
         except SharedStateUnavailable as exc:
             raise IntakeStoreUnavailable(str(exc)) from exc
+
+    def _kept_until_ms(self, now: float) -> int:
+        return int((float(now) + self._retention) * 1000)
 
     def _floor(self, now: float) -> float:
         return float(now) - self._posted_hold
@@ -409,6 +443,7 @@ class RedisIntakeStore(IntakeStore):
             self._floor(now),
             len(needs),
             *lines,
+            self._retention,
         )
         tag = _text(reply[0])
         if tag == "accepted":
@@ -479,6 +514,7 @@ class RedisIntakeStore(IntakeStore):
             _entry("posted", now, order_number),
             self._floor(now),
             expiry_ms,
+            self._kept_until_ms(now),
         )
         return _settled(reply, intake_id, "posted")
 
@@ -505,6 +541,7 @@ class RedisIntakeStore(IntakeStore):
             status,
             last_error,
             _entry(status, now, detail),
+            self._kept_until_ms(now),
         )
         return _settled(reply, intake_id, "give_up")
 

@@ -33,6 +33,9 @@ class IntakeSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     lease_seconds: float = 60.0
     #: Seconds a posting worker sleeps when nothing is due (it wakes earlier for due retries).
     idle_seconds: float = 0.5
+    #: Days an intake that ended (posted, rejected, dead-lettered, cancelled) is kept, with its
+    #: Idempotency-Key and externalRef: a retry or a duplicate within them finds it.
+    retention_days: float = 30.0
 
     @property
     def posted_hold_seconds(self) -> float:

@@ -4,6 +4,8 @@ across the processes of one host (gunicorn's workers; ``make run`` serves intake
 Tables: ``intakes`` (one row per intake; ``due_at`` set while it is queued, ``lease_token``
 naming the claim that holds it), ``active_holds`` (units per SKU and warehouse), ``posted_holds``
 (per intake, SKU and warehouse, with ``posted_at``), ``claim_tokens`` (a claim sent twice).
+An intake that ended and was accepted longer than ``retention_seconds`` ago is deleted by the
+next accept, with its key and reference.
 """
 
 from __future__ import annotations
@@ -96,9 +98,10 @@ def allocate(needs: Sequence[LineNeed], held: Callable[[str, str, float], int]) 
 
 
 class SqliteIntakeStore(IntakeStore):
-    def __init__(self, path: str, posted_hold_seconds: float) -> None:
+    def __init__(self, path: str, posted_hold_seconds: float, retention_seconds: float = 30 * 86_400) -> None:
         self._path = Path(path)
         self._keep = posted_hold_seconds
+        self._retention = retention_seconds
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake")
         self._conn: sqlite3.Connection | None = None
 
@@ -138,6 +141,11 @@ class SqliteIntakeStore(IntakeStore):
         other = _one(conn, "external_ref = ?", draft.external_ref)
         if other is not None:
             return AlreadySubmitted(intake_id=other.intake_id)
+        conn.execute(  # intakes that ended longer ago than the retention, with their key and reference
+            "DELETE FROM intakes WHERE status IN ('posted', 'cancelled', 'rejected', 'dead_lettered')"
+            " AND accepted_at < ?",
+            (now - self._retention,),
+        )
         ledger = self._ledger(conn, sorted({need.sku for need in needs}), now)
         holds, short = allocate(needs, ledger.held)
         if short:

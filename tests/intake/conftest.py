@@ -15,10 +15,12 @@ from gateway.shared_state import RedisSettings, open_shared_state
 from policies.shared_state import LenientState
 from tests.conftest import REDIS_MODES, RedisDeployment, redis_deployment_for
 
-__all__ = ["POSTED_HOLD_SECONDS", "MakeStore"]
+__all__ = ["POSTED_HOLD_SECONDS", "RETENTION_SECONDS", "MakeStore"]
 
 #: Seconds a posted hold is kept (every store in the suite is made with it).
 POSTED_HOLD_SECONDS = 600.0
+#: Seconds an intake that ended is kept with its key and reference.
+RETENTION_SECONDS = 86_400.0
 
 #: (adapter, Redis deployment mode or None): Redis once per mode.
 STORES = [("sqlite", None), *(("redis", mode) for mode in REDIS_MODES)]
@@ -43,7 +45,11 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         if kind == "sqlite":
             from gateway.intake.sqlite_store import SqliteIntakeStore
 
-            store = SqliteIntakeStore(str(tmp_path / "intake.sqlite"), posted_hold_seconds=POSTED_HOLD_SECONDS)
+            store = SqliteIntakeStore(
+                str(tmp_path / "intake.sqlite"),
+                posted_hold_seconds=POSTED_HOLD_SECONDS,
+                retention_seconds=RETENTION_SECONDS,
+            )
         else:
             from gateway.intake.redis_store import RedisIntakeStore
 
@@ -52,7 +58,9 @@ async def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
             links.append(open_shared_state(deployment.settings(key_prefix=prefix, timeout_seconds=2)))
             shared = links[-1].strict
             assert shared is not None
-            store = RedisIntakeStore(shared, posted_hold_seconds=POSTED_HOLD_SECONDS)
+            store = RedisIntakeStore(
+                shared, posted_hold_seconds=POSTED_HOLD_SECONDS, retention_seconds=RETENTION_SECONDS
+            )
         made.append(store)
         return store
 

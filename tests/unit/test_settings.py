@@ -70,6 +70,7 @@ def test_every_setting_is_documented_in_the_readme() -> None:
         ({"ERPGW_INTAKE__PRICE_TOLERANCE": "-0.01"}, "ERPGW_INTAKE__PRICE_TOLERANCE", "0 or more"),
         ({"ERPGW_INTAKE__PRICE_TOLERANCE": "lots"}, "ERPGW_INTAKE__PRICE_TOLERANCE", "decimal"),
         ({"ERPGW_INTAKE__LEASE_SECONDS": "1"}, "ERPGW_INTAKE__LEASE_SECONDS", "longer than"),
+        ({"ERPGW_INTAKE__RETENTION_DAYS": "0.001"}, "ERPGW_INTAKE__RETENTION_DAYS", "outlast a posted hold"),
     ],
 )
 def test_a_bad_setting_names_its_environment_variable(environ: dict[str, str], env: str, says: str) -> None:
