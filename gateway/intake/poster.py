@@ -13,9 +13,10 @@ backend's write breaker is open nothing is claimed: an outage spends no attempts
 backlog drains at the ERP's pace (``posting_concurrency`` per process, under the call budget).
 A post the gateway's own guards refuse before the ERP is asked (``CircuitOpen``: the breaker's
 trial call is under way; ``CallBudgetExhausted``) is due again when they allow calls, with no
-backoff and never dead-lettered for it, and the process claims nothing until then: the breaker
-reads as not refusing while its trial call is out, and without that hold the loop would claim,
-and spend an attempt of, every due order in that time.
+backoff, with its attempt given back (``retry(spent=False)``: only calls the ERP failed count
+toward ``max_attempts``), and the process claims nothing until then: the breaker reads as not
+refusing while its trial call is out, and without that hold the loop would claim every due
+order in that time.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ class Poster:
             now = self._clock()
             self._held_until = max(self._held_until, now + (exc.retry_after or 1.0))
             error = f"{type(exc).__name__}: {exc.detail}"
-            await self._settle(self._store.retry(record.intake_id, attempt, error, self._held_until, now))
+            await self._settle(self._store.retry(record.intake_id, attempt, error, self._held_until, now, spent=False))
         except Rejected as exc:
             detail = f"{exc.code}: {exc.detail}" + (f" ({exc.field})" if exc.field else "")
             log.warning("intake %s rejected by the ERP: %s", record.intake_id, detail)

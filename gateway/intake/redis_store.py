@@ -263,13 +263,18 @@ keep_until(id, ARGV[8])
 return {'ok', out, bad}
 """
 
-# ARGV: id, attempt, error, due_at, history entry. Already ``accepted`` at that attempt (only
-# a retry leaves it so: a claim adds one, a replay starts from 0): this step, resent.
+# ARGV: id, attempt, error, due_at, history entry, spent ('1', or '0': the ERP was never asked,
+# the attempt is given back). Already ``accepted`` at that attempt (or, not spent, one below it):
+# this step, resent.
 _RETRY = r"""
 local id = ARGV[1]
+local spent = ARGV[6] == '1'
 local r = redis.call('HMGET', B .. 'rec:' .. id, 'status', 'attempts')
-if r[1] == 'accepted' and r[2] == ARGV[2] then return {'ok', record(id)} end
+if r[1] == 'accepted' and (r[2] == ARGV[2] or (not spent and tonumber(r[2]) == tonumber(ARGV[2]) - 1)) then
+  return {'ok', record(id)}
+end
 if r[1] ~= 'posting' or r[2] ~= ARGV[2] then return {'stale', record(id)} end
+if not spent then redis.call('HINCRBY', B .. 'rec:' .. id, 'attempts', -1) end
 redis.call('HSET', B .. 'rec:' .. id, 'last_error', ARGV[3])
 redis.call('ZADD', B .. 'queue', ARGV[4], id)
 become(id, 'posting', 'accepted', ARGV[5])
@@ -518,10 +523,11 @@ class RedisIntakeStore(IntakeStore):
         )
         return _settled(reply, intake_id, "posted")
 
-    async def retry(self, intake_id: str, attempt: int, error: str, due_at: float, now: float) -> IntakeRecord:
-        reply = await self._run(
-            "intake-retry", intake_id, attempt, error, float(due_at), _entry("accepted", now, error)
-        )
+    async def retry(
+        self, intake_id: str, attempt: int, error: str, due_at: float, now: float, *, spent: bool = True
+    ) -> IntakeRecord:
+        entry = _entry("accepted", now, error)
+        reply = await self._run("intake-retry", intake_id, attempt, error, float(due_at), entry, "1" if spent else "0")
         return _settled(reply, intake_id, "retry")
 
     async def give_up(

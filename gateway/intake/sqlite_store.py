@@ -265,14 +265,20 @@ class SqliteIntakeStore(IntakeStore):
 
         return await self._atomic(step)
 
-    async def retry(self, intake_id: str, attempt: int, error: str, due_at: float, now: float) -> IntakeRecord:
+    async def retry(
+        self, intake_id: str, attempt: int, error: str, due_at: float, now: float, *, spent: bool = True
+    ) -> IntakeRecord:
         def step(conn: sqlite3.Connection) -> IntakeRecord:
+            found = _one(conn, "intake_id = ?", intake_id)
+            if found is not None and not spent and (found.status, found.attempts) == ("accepted", attempt - 1):
+                return found  # this step, resent: the attempt was given back already
             record = _claimed(conn, intake_id, attempt, "accepted")
             if record.status == "accepted":
                 return record
             record = msgspec.structs.replace(
                 record,
                 status="accepted",
+                attempts=record.attempts if spent else record.attempts - 1,
                 last_error=error,
                 history=(*record.history, Transition("accepted", now, error)),
             )

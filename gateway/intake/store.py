@@ -224,9 +224,13 @@ class IntakeStore(abc.ABC):
         off the queue. ``Stale`` unless it is ``posting`` at ``attempt``."""
 
     @abc.abstractmethod
-    async def retry(self, intake_id: str, attempt: int, error: str, due_at: float, now: float) -> IntakeRecord:
+    async def retry(
+        self, intake_id: str, attempt: int, error: str, due_at: float, now: float, *, spent: bool = True
+    ) -> IntakeRecord:
         """The attempt failed and will be tried again: ``accepted`` again, due at ``due_at``,
-        holds kept. ``Stale`` unless it is ``posting`` at ``attempt``."""
+        holds kept. ``spent`` False: the ERP was never asked (the gateway's own breaker or call
+        budget refused it), so the attempt is given back (``attempts`` - 1). ``Stale`` unless
+        it is ``posting`` at ``attempt``."""
 
     @abc.abstractmethod
     async def give_up(

@@ -19,7 +19,7 @@ import httpx
 
 from tests.harness.faults import CONTROL_FILE_ENV
 
-__all__ = ["GatewayProcess", "free_port", "serve_command"]
+__all__ = ["GatewayProcess", "PostingWorkerProcess", "free_port", "serve_command", "worker_command"]
 
 _ROOT = Path(__file__).parents[2]
 
@@ -32,6 +32,12 @@ def serve_command(env: dict[str, str]) -> list[str]:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (str(_ROOT), env.get("PYTHONPATH", "")) if p)
         return [sys.executable, "-m", "tests.harness.serve", "serve"]
     return [str(Path(sys.executable).with_name("erp-gateway")), "serve"]
+
+
+def worker_command(env: dict[str, str]) -> list[str]:
+    """``erp-gateway worker`` (order intake's posting loop), through ``tests.harness.serve``
+    when ``env`` names a fault control file, as ``serve_command``."""
+    return [*serve_command(env)[:-1], "worker"]
 
 
 def free_port() -> int:
@@ -129,6 +135,72 @@ class GatewayProcess:
             self._proc.wait(timeout=5)
 
     def __enter__(self) -> GatewayProcess:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class PostingWorkerProcess:
+    """``erp-gateway worker`` as its own process (``ERPGW_INTAKE__POST_IN_WORKERS=false`` beside
+    a gateway): started with the environment given, stopped by SIGTERM or killed by SIGKILL, by
+    its PID only. Its output goes to ``log_path`` (appended: a restarted worker adds to it)."""
+
+    def __init__(self, workdir: Path, env: Mapping[str, str] | None = None, name: str = "worker") -> None:
+        self.log_path = workdir / f"{name}.log"
+        self._env = {**os.environ, **(env or {})}
+        self._workdir = workdir
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                worker_command(self._env),
+                cwd=self._workdir,
+                env=self._env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def kill(self) -> int:
+        """SIGKILL (nothing in flight finishes); its exit status."""
+        assert self._proc is not None
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+        return self._proc.wait(timeout=10)
+
+    def stop(self) -> int | None:
+        """SIGTERM (posts in flight finish), SIGKILL after 20 s; its exit status (None: never started)."""
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                return self._proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        return self._proc.wait(timeout=5)
+
+    def __enter__(self) -> PostingWorkerProcess:
         self.start()
         return self
 

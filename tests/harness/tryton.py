@@ -31,6 +31,7 @@ Usage from tests::
         server.url, server.database, server.user, server.password
         ...
         server.reset()   # back to the golden data, same port
+        server.stop(); server.restart()   # an outage: same port, same data
 
 CLI (from the repository root)::
 
@@ -729,6 +730,16 @@ class TrytonServer:
         if self._log_fh:
             self._log_fh.close()
             self._log_fh = None
+
+    def restart(self) -> TrytonServer:
+        """Start again after ``stop()``, on the same port and database, with the data as the
+        stop left it (the end of an outage, not a reset: what was written before is kept)."""
+        if self.running:
+            return self
+        if self._port is None or self._workdir is None:
+            raise TrytonHarnessError("server was never started: start() it")
+        self._launch(ensure_venv())
+        return self
 
     def reset(self) -> TrytonServer:
         """Back to the golden data: stop, copy, start on the same port."""

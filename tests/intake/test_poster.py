@@ -17,6 +17,7 @@ from gateway.intake.poster import Poster
 from gateway.intake.settings import IntakeSettings
 from gateway.intake.sqlite_store import SqliteIntakeStore
 from gateway.intake.store import IntakeStore
+from policies.circuit_breaking import CircuitOpen
 from tests.intake.test_stores import EAST, SKU, T0, accept, active, need
 
 
@@ -161,3 +162,29 @@ async def test_nothing_is_claimed_while_paused_and_the_backlog_keeps_its_attempt
         assert done is not None
         assert (done.status, done.attempts) == ("posted", 1)
     assert sorted(erp.calls) == sorted(r.key for r in records)
+
+
+async def test_a_call_the_breaker_refused_spends_no_attempt_and_holds_posting(store: IntakeStore) -> None:
+    """The breaker's trial call is out: the ERP was not asked, so the order keeps its attempts,
+    comes due when calls are allowed again, and nothing more is claimed until then."""
+    first, second = await accept(store, need(1)), await accept(store, need(1))
+    clock = Clock()
+    erp = ScriptedErp(CircuitOpen("paused", retry_after=5), "SO-1", "SO-2")
+    poster, outcomes = _poster(store, erp, clock)
+    assert await poster.post_due() == 1  # the refusal, then nothing until T0 + 5
+    refused = await store.get(first.intake_id)
+    assert refused is not None
+    assert (refused.status, refused.attempts) == ("accepted", 0)
+    waiting = await store.get(second.intake_id)
+    assert waiting is not None
+    assert waiting.attempts == 0  # never claimed
+    clock.now = T0 + 5
+    assert await poster.post_due() == 2
+    numbers = set()
+    for record in (first, second):
+        done = await store.get(record.intake_id)
+        assert done is not None
+        assert (done.status, done.attempts) == ("posted", 1)
+        numbers.add(done.order_number)
+    assert numbers == {"SO-1", "SO-2"}
+    assert outcomes == ["posted", "posted"]

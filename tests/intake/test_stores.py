@@ -865,3 +865,20 @@ async def test_an_ended_intake_is_kept_for_the_retention_then_gone_with_its_key(
     assert [r.intake_id for r in await store.list("cancelled", 10)] == [recent.intake_id]
     again = draft([need(1)], key=old.key, ref=old.external_ref)
     assert isinstance(await store.accept(again, [need(1)], T0), Accepted)
+
+
+async def test_a_retry_the_erp_never_saw_gives_the_attempt_back(store: IntakeStore) -> None:
+    """The gateway's breaker refused the call: ``spent=False`` leaves ``attempts`` as before the
+    claim, so refusals during an outage never push an order toward its dead letter."""
+    record = await accept(store, need(1))
+    first = await claim(store, T0)
+    assert first.record.attempts == 1
+    retried = await store.retry(record.intake_id, 1, "CircuitOpen: paused", T0 + 5, T0, spent=False)
+    assert (retried.status, retried.attempts) == ("accepted", 0)
+    resent = await store.retry(record.intake_id, 1, "CircuitOpen: paused", T0 + 5, T0, spent=False)
+    assert (resent.status, resent.attempts) == ("accepted", 0)  # this step, resent: given back once
+    assert await store.claim(T0 + 1, LEASE, token()) is None  # due at T0 + 5
+    again = await claim(store, T0 + 5)
+    assert again.record.attempts == 1
+    spent = await store.retry(record.intake_id, 1, "ErpUnavailable: down", T0 + 9, T0 + 5)
+    assert spent.attempts == 1
