@@ -159,10 +159,10 @@ class Poster:
         ctx = CallContext(correlation_id=f"intake-{record.intake_id}-{attempt}")
         try:
             outcome = await self._backend.create_order(request, token, ctx)
-        except InProgress as exc:  # another attempt is creating it right now: ask again soon
-            await self._settle(
-                self._store.retry(record.intake_id, attempt, exc.detail, self._clock() + 1, self._clock())
-            )
+        except InProgress as exc:  # another attempt is creating it right now: ask again when it says
+            now = self._clock()
+            due = now + max(1.0, exc.retry_after)
+            await self._settle(self._store.retry(record.intake_id, attempt, exc.detail, due, now))
         except (CircuitOpen, CallBudgetExhausted) as exc:  # the ERP was not asked: not a failure of it
             now = self._clock()
             self._held_until = max(self._held_until, now + (exc.retry_after or 1.0))
