@@ -114,6 +114,9 @@ class Poster:
         started = 0
         while not self._stopping.is_set() and not self._paused() and self._clock() >= self._held_until:
             await self._slots.acquire()
+            if self._stopping.is_set():  # stopped while waiting for a slot: claim nothing more
+                self._slots.release()
+                break
             try:
                 claimed = await self._store.claim(self._clock(), self._settings.lease_seconds, _token())
             except BaseException:
@@ -131,10 +134,13 @@ class Poster:
     async def _idle(self) -> None:
         """Sleep ``idle_seconds``, or until the next retry is due, or until ``stop()``."""
         wait = self._settings.idle_seconds
-        try:
-            due = await self._store.next_due()
-        except IntakeStoreUnavailable:
+        if self._paused():  # the breaker refuses calls: the due backlog waits, the store is not asked
             due = None
+        else:
+            try:
+                due = await self._store.next_due()
+            except IntakeStoreUnavailable:
+                due = None
         if due is not None:
             wait = min(wait, max(0.0, due - self._clock()))
         wait = max(wait, self._held_until - self._clock())
@@ -154,15 +160,22 @@ class Poster:
     async def _post(self, claimed: Claimed) -> None:
         record = claimed.record
         attempt = record.attempts
-        request = _REQUEST.decode(record.request)
         token = IdempotencyToken(key=record.key, fingerprint=record.fingerprint)
         ctx = CallContext(correlation_id=f"intake-{record.intake_id}-{attempt}")
         try:
+            request = _REQUEST.decode(record.request)
+        except msgspec.DecodeError as exc:  # e.g. written by a newer version: no retry will read it
+            detail = f"the stored order cannot be read by this version: {exc}"
+            log.error("intake %s dead-lettered: %s", record.intake_id, detail)
+            await self._settle(self._store.give_up(record.intake_id, attempt, "dead_lettered", detail, self._clock()))
+            self._observe("dead_lettered")
+            return
+        try:
             outcome = await self._backend.create_order(request, token, ctx)
-        except InProgress as exc:  # another attempt is creating it right now: ask again when it says
+        except InProgress as exc:  # another attempt is creating it now: ask again when it says, unspent
             now = self._clock()
             due = now + max(1.0, exc.retry_after)
-            await self._settle(self._store.retry(record.intake_id, attempt, exc.detail, due, now))
+            await self._settle(self._store.retry(record.intake_id, attempt, exc.detail, due, now, spent=False))
         except (CircuitOpen, CallBudgetExhausted) as exc:  # the ERP was not asked: not a failure of it
             now = self._clock()
             self._held_until = max(self._held_until, now + (exc.retry_after or 1.0))

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from erp_backends.errors import ErpUnavailable, InProgress, Rejected
@@ -16,9 +17,9 @@ from erp_backends.port import OrderOutcome
 from gateway.intake.poster import Poster
 from gateway.intake.settings import IntakeSettings
 from gateway.intake.sqlite_store import SqliteIntakeStore
-from gateway.intake.store import IntakeStore
+from gateway.intake.store import Accepted, IntakeStore
 from policies.circuit_breaking import CircuitOpen
-from tests.intake.test_stores import EAST, SKU, T0, accept, active, need
+from tests.intake.test_stores import EAST, SKU, T0, accept, active, draft, need
 
 
 class ScriptedErp:
@@ -188,3 +189,39 @@ async def test_a_call_the_breaker_refused_spends_no_attempt_and_holds_posting(st
         numbers.add(done.order_number)
     assert numbers == {"SO-1", "SO-2"}
     assert outcomes == ["posted", "posted"]
+
+
+async def test_an_order_this_version_cannot_read_is_dead_lettered_not_claimed_forever(tmp_path: Path) -> None:
+    store = SqliteIntakeStore(str(tmp_path / "intake.sqlite"), posted_hold_seconds=600)
+    try:
+        lines = (need(2),)
+        unreadable = msgspec.structs.replace(draft(lines), request=b'{"externalRef": "WC-1", "newField": 1}')
+        outcome = await store.accept(unreadable, lines, T0)
+        assert isinstance(outcome, Accepted)
+        poster, outcomes = _poster(store, ScriptedErp(), Clock())
+        assert await poster.post_due() == 1
+        done = await store.get(unreadable.intake_id)
+        assert done is not None
+        assert done.status == "dead_lettered"
+        assert done.last_error is not None
+        assert done.last_error.startswith("the stored order cannot be read by this version")
+        assert await active(store) == 0
+        assert outcomes == ["dead_lettered"]
+    finally:
+        await store.aclose()
+
+
+async def test_an_erp_still_creating_the_order_spends_no_attempt(store: IntakeStore) -> None:
+    record = await accept(store, need(1))
+    clock = Clock()
+    poster, _ = _poster(store, ScriptedErp(*[InProgress("draft", retry_after=5)] * 5, "SO-3"), clock)
+    for turn in range(5):
+        assert await poster.post_due() == 1
+        waiting = await store.get(record.intake_id)
+        assert waiting is not None
+        assert (waiting.status, waiting.attempts) == ("accepted", 0), turn
+        clock.now += 5
+    await poster.post_due()
+    done = await store.get(record.intake_id)
+    assert done is not None
+    assert (done.status, done.order_number) == ("posted", "SO-3")
