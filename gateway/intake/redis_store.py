@@ -132,6 +132,13 @@ local function prune(before)
     redis.call('ZREMRANGEBYSCORE', B .. index, '-inf', '(' .. before)
   end
 end
+-- No attempt was ever sent to the ERP (no ``posting`` entry in the history).
+local function never_sent(id)
+  for _, entry in ipairs(redis.call('LRANGE', B .. 'hist:' .. id, 0, -1)) do
+    if string.sub(entry, 1, 10) == '["posting"' then return false end
+  end
+  return true
+end
 local function become(id, from, to, entry)
   redis.call('HSET', B .. 'rec:' .. id, 'status', to)
   redis.call('RPUSH', B .. 'hist:' .. id, entry)
@@ -292,8 +299,8 @@ local from = r[1]
 if from == to and (attempt == '' or r[2] == attempt) then return {'ok', record(id), {}} end
 if attempt ~= '' then
   if from ~= 'posting' or r[2] ~= attempt then return {'stale', record(id)} end
-elseif from ~= 'accepted' and from ~= 'rejected' and from ~= 'dead_lettered' then
-  return {'stale', record(id)}
+elseif not (from == 'rejected' or (from == 'accepted' and never_sent(id))) then
+  return {'stale', record(id)}  -- an ERP order may exist: only posting finds it by its key
 end
 local bad = {}
 if from == 'accepted' or from == 'posting' then bad = release(holds_of(r[3])) end

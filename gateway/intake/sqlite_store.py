@@ -41,7 +41,7 @@ from gateway.intake.store import (
     Transition,
 )
 
-__all__ = ["SqliteIntakeStore", "allocate"]
+__all__ = ["SqliteIntakeStore", "allocate", "cancellable"]
 
 T = TypeVar("T")
 
@@ -306,7 +306,7 @@ class SqliteIntakeStore(IntakeStore):
                     raise KeyError(intake_id)
                 if found.status == status:  # cancelled already: this very step sent twice, or twice asked
                     return found
-                if found.status not in ("accepted", "rejected", "dead_lettered"):
+                if not cancellable(found):
                     raise Stale(found)
                 record = found
             if record.status in ACTIVE:
@@ -387,6 +387,13 @@ def _record(row: Sequence[Any]) -> IntakeRecord:
         posted_at=row[11],
         history=_HISTORY.decode(row[12]),
     )
+
+
+def cancellable(record: IntakeRecord) -> bool:
+    """No ERP order can exist for it: refused by the ERP, or never sent (a sent attempt whose
+    answer was lost or timed out may have made one, which only posting can find by its key)."""
+    never_sent = all(step.status != "posting" for step in record.history)
+    return record.status == "rejected" or (record.status == "accepted" and never_sent)
 
 
 def _one(conn: sqlite3.Connection, where: str, value: str) -> IntakeRecord | None:

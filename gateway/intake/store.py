@@ -243,9 +243,11 @@ class IntakeStore(abc.ABC):
     ) -> IntakeRecord:
         """Leave the queue with ``status``, releasing the active holds if it had them.
         ``attempt`` given (a worker giving up): only if it is ``posting`` at that attempt.
-        None (an operator cancelling): only if it is ``accepted`` (no worker holds it),
-        ``rejected`` or ``dead_lettered``; one ``cancelled`` already is answered as it is.
-        ``Stale`` otherwise; ``KeyError`` when unknown."""
+        None (an operator cancelling): only if no ERP order can exist for it: ``rejected`` (the
+        ERP refused it), or ``accepted`` and never sent (no ``posting`` in its history; an
+        attempt whose answer was lost or timed out may have made one, and a dead-lettered one
+        too: replay it, posting finds that order by its key). One ``cancelled`` already is
+        answered as it is. ``Stale`` otherwise; ``KeyError`` when unknown."""
 
     @abc.abstractmethod
     async def replay(self, intake_id: str, detail: str, now: float) -> IntakeRecord:

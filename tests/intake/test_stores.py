@@ -569,19 +569,34 @@ async def test_an_operator_cancels_an_accepted_intake_releasing_its_hold_once(st
     assert await store.claim(T0 + 3, LEASE, token()) is None
 
 
-@pytest.mark.parametrize("status", ["rejected", "dead_lettered"])
-async def test_an_operator_cancels_a_given_up_intake_without_releasing_again(
-    store: IntakeStore, status: Literal["rejected", "dead_lettered"]
-) -> None:
+async def test_an_operator_cancels_a_rejected_intake_without_releasing_again(store: IntakeStore) -> None:
     record = await accept(store, need(3, (EAST, 10)), at=T0)
     await accept(store, need(2, (EAST, 10)), at=T0 + 1)
     claimed = await claim(store, T0 + 1)
-    await store.give_up(record.intake_id, claimed.record.attempts, status, "refused", T0 + 2)
+    await store.give_up(record.intake_id, claimed.record.attempts, "rejected", "refused", T0 + 2)
     assert await active(store) == 2
 
     cancelled = await store.give_up(record.intake_id, None, "cancelled", "not wanted", T0 + 3)
     assert cancelled.status == "cancelled"
     assert await active(store) == 2
+
+
+async def test_an_operator_cannot_cancel_what_the_erp_may_have(store: IntakeStore) -> None:
+    """An attempt was sent and its answer lost (timed out, dead-lettered after failures): the
+    ERP may hold the order; a cancel would leave it there behind a 'cancelled' intake."""
+    retried, dead = await accept(store, need(1)), await accept(store, need(1))
+    for settle in ("retry", "dead_lettered"):  # the earlier accepted is claimed first
+        claimed = await store.claim(T0 + 1, LEASE, token())
+        assert claimed is not None
+        intake_id = claimed.record.intake_id
+        if settle == "retry":
+            await store.retry(intake_id, 1, "ErpTimeout: no answer", T0 + 100, T0 + 2)
+        else:
+            await store.give_up(intake_id, 1, "dead_lettered", "after 1 attempts: ErpTimeout", T0 + 2)
+    for record in (retried, dead):
+        with pytest.raises(Stale):
+            await store.give_up(record.intake_id, None, "cancelled", "customer called", T0 + 3)
+    assert await active(store) == 1  # the dead-lettered one's hold went with its dead letter
 
 
 async def test_an_operator_cannot_cancel_an_intake_a_worker_is_posting(store: IntakeStore) -> None:
