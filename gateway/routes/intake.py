@@ -216,10 +216,12 @@ class IntakeAdminController(Controller):
         status_code=200,
         operation_id="cancelOrderIntake",
         **requires("admin"),
-        summary="Cancel an intake that is not posted (audited); its hold is released",
+        summary="Cancel an intake no ERP order can exist for (audited); its hold is released",
         description=(
-            "Only an `accepted` intake (no worker is posting it), or a `rejected` or `dead_lettered` one; "
-            "`posting` and `posted`: 409 `intake-not-changeable` (a posted order is cancelled in the ERP)."
+            "Only a `rejected` intake (the ERP refused it), or an `accepted` one never sent to the ERP. Any "
+            "other, 409 `intake-not-changeable`: a `posted` order is cancelled in the ERP; one that is `posting`, "
+            "was sent before (its answer lost or timed out) or `dead_lettered` may exist in the ERP: replay it, "
+            "and posting finds that order by its key. Cancelling twice answers the cancelled intake."
         ),
         responses=responses(
             200,
