@@ -139,31 +139,13 @@ local function never_sent(id)
   end
   return true
 end
-local function become(id, from, to, entry)
-  redis.call('HSET', B .. 'rec:' .. id, 'status', to)
-  redis.call('RPUSH', B .. 'hist:' .. id, entry)
-  move(id, from, to)
-end
-"""
-
-# ARGV: id, key, fingerprint, external_ref, now, accepted_at, fixed, request, history entry,
-# posted floor (now - posted_hold_seconds), line count, then per line: line, sku, quantity,
-# snapshot_at, candidate count, (warehouse, stock) per candidate; last: retention seconds.
-_ACCEPT = r"""
-local id, key, fp, ref = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local known = redis.call('GET', B .. 'key:' .. key)
-if known then
-  if known == id then return {'accepted', record(id)} end
-  if redis.call('HGET', B .. 'rec:' .. known, 'fp') == fp then return {'replayed', record(known)} end
-  return {'key_reused'}
-end
-local owner = redis.call('GET', B .. 'ref:' .. ref)
-if owner then return {'already_submitted', owner} end
-prune(ARGV[5] - tonumber(ARGV[#ARGV]))
-local floor = tonumber(ARGV[10])
+-- The holds ``accept`` (and ``replay``) take: ARGV[at] is the line count, then per line: line,
+-- sku, quantity, snapshot_at, candidate count, (warehouse, stock) per candidate. Answers the
+-- holds ({sku, wh, units}), their text for the record, and the short lines ({line, sku, could}).
+local function allocate(at, floor)
 local taken, merged, order, short = {}, {}, {}, {}
-local i = 12
-for _ = 1, tonumber(ARGV[11]) do
+local i = at + 1
+for _ = 1, tonumber(ARGV[at]) do
   local line, sku, quantity = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   local since, candidates = math.max(tonumber(ARGV[i + 3]), floor), tonumber(ARGV[i + 4])
   local late = {}
@@ -200,16 +182,40 @@ for _ = 1, tonumber(ARGV[11]) do
   if wanted < quantity then short[#short + 1] = {line, sku, tostring(wanted)} end
   i = i + 5 + 2 * candidates
 end
-if #short > 0 then return {'short', short} end
 local holds, lines = {}, {}
 for _, o in ipairs(order) do
   holds[#holds + 1] = {o[1], o[2], merged[o[3]]}
   lines[#lines + 1] = o[1] .. '\t' .. o[2] .. '\t' .. merged[o[3]]
 end
+return holds, table.concat(lines, '\n'), short
+end
+local function become(id, from, to, entry)
+  redis.call('HSET', B .. 'rec:' .. id, 'status', to)
+  redis.call('RPUSH', B .. 'hist:' .. id, entry)
+  move(id, from, to)
+end
+"""
+
+# ARGV: id, key, fingerprint, external_ref, now, accepted_at, fixed, request, history entry,
+# posted floor (now - posted_hold_seconds), line count, then per line: line, sku, quantity,
+# snapshot_at, candidate count, (warehouse, stock) per candidate; last: retention seconds.
+_ACCEPT = r"""
+local id, key, fp, ref = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local known = redis.call('GET', B .. 'key:' .. key)
+if known then
+  if known == id then return {'accepted', record(id)} end
+  if redis.call('HGET', B .. 'rec:' .. known, 'fp') == fp then return {'replayed', record(known)} end
+  return {'key_reused'}
+end
+local owner = redis.call('GET', B .. 'ref:' .. ref)
+if owner then return {'already_submitted', owner} end
+prune(ARGV[5] - tonumber(ARGV[#ARGV]))
+local holds, text, short = allocate(11, tonumber(ARGV[10]))
+if #short > 0 then return {'short', short} end
 rehold(holds)
 local member = string.format('%016d', redis.call('INCR', B .. 'seq')) .. '\t' .. id
 redis.call('HSET', B .. 'rec:' .. id, 'fixed', ARGV[7], 'request', ARGV[8], 'fp', fp, 'status', 'accepted',
-  'attempts', '0', 'holds', table.concat(lines, '\n'), 'accepted_at', ARGV[6], 'member', member)
+  'attempts', '0', 'holds', text, 'accepted_at', ARGV[6], 'member', member)
 redis.call('RPUSH', B .. 'hist:' .. id, ARGV[9])
 redis.call('SET', B .. 'key:' .. key, id)
 redis.call('SET', B .. 'ref:' .. ref, id)
@@ -312,16 +318,18 @@ keep_until(id, ARGV[6])
 return {'ok', out, bad}
 """
 
-# ARGV: id, now, history entry. Accepted, posting or posted: as it is (a replay resent, or
-# one of an intake already on its way).
+# ARGV: id, now, history entry, posted floor, then the lines as ``allocate`` reads them. Accepted,
+# posting or posted: as it is (a replay resent, or one of an intake already on its way).
 _REPLAY = r"""
 local id = ARGV[1]
 local r = redis.call('HMGET', B .. 'rec:' .. id, 'status', 'holds')
 if not r[1] then return {'unknown'} end
 if r[1] == 'cancelled' then return {'stale', record(id)} end
 if r[1] ~= 'rejected' and r[1] ~= 'dead_lettered' then return {'ok', record(id)} end
-rehold(holds_of(r[2]))
-redis.call('HSET', B .. 'rec:' .. id, 'attempts', '0')
+local holds, text, short = allocate(5, tonumber(ARGV[4]))
+if #short > 0 then return {'short', short} end
+rehold(holds)
+redis.call('HSET', B .. 'rec:' .. id, 'attempts', '0', 'holds', text)
 redis.call('ZADD', B .. 'queue', ARGV[2], id)
 become(id, r[1], 'accepted', ARGV[3])
 keep_until(id, nil)
@@ -434,13 +442,7 @@ class RedisIntakeStore(IntakeStore):
             fingerprint=draft.fingerprint,
             accepted_at=draft.accepted_at,
         )
-        lines: list[Any] = []
-        for need in needs:
-            _check_name(need.sku)
-            lines += [need.line, need.sku, need.quantity, float(need.snapshot_at), len(need.stock)]
-            for warehouse, stock in need.stock:
-                _check_name(warehouse)
-                lines += [warehouse, stock]
+        lines = _lines(needs)
         reply = await self._run(
             "intake-accept",
             draft.intake_id,
@@ -453,7 +455,6 @@ class RedisIntakeStore(IntakeStore):
             draft.request,
             _entry("accepted", now),
             self._floor(now),
-            len(needs),
             *lines,
             self._retention,
         )
@@ -466,10 +467,7 @@ class RedisIntakeStore(IntakeStore):
             return KeyReused()
         if tag == "already_submitted":
             return AlreadySubmitted(intake_id=_text(reply[1]))
-        short = tuple(
-            ShortLine(line=int(line), sku=_text(sku), available=int(available)) for line, sku, available in reply[1]
-        )
-        return Short(lines=short)
+        return _short(reply[1])
 
     async def get(self, intake_id: str) -> IntakeRecord | None:
         reply = await self._run("intake-get", intake_id)
@@ -558,9 +556,28 @@ class RedisIntakeStore(IntakeStore):
         )
         return _settled(reply, intake_id, "give_up")
 
-    async def replay(self, intake_id: str, detail: str, now: float) -> IntakeRecord:
-        reply = await self._run("intake-replay", intake_id, float(now), _entry("accepted", now, detail))
+    async def replay(self, intake_id: str, detail: str, now: float, needs: Sequence[LineNeed]) -> IntakeRecord | Short:
+        entry = _entry("accepted", now, detail)
+        reply = await self._run("intake-replay", intake_id, float(now), entry, self._floor(now), *_lines(needs))
+        if _text(reply[0]) == "short":
+            return _short(reply[1])
         return _settled(reply, intake_id, "replay")
+
+
+def _short(lines: Any) -> Short:
+    return Short(lines=tuple(ShortLine(line=int(n), sku=_text(sku), available=int(a)) for n, sku, a in lines))
+
+
+def _lines(needs: Sequence[LineNeed]) -> list[Any]:
+    """The lines as the scripts' ``allocate`` reads them: their count, then each line."""
+    lines: list[Any] = [len(needs)]
+    for need in needs:
+        _check_name(need.sku)
+        lines += [need.line, need.sku, need.quantity, float(need.snapshot_at), len(need.stock)]
+        for warehouse, stock in need.stock:
+            _check_name(warehouse)
+            lines += [warehouse, stock]
+    return lines
 
 
 def _settled(reply: Any, intake_id: str, step: str) -> IntakeRecord:

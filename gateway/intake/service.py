@@ -134,18 +134,7 @@ class IntakeService:
                 existing=link,
             )
         assert isinstance(outcome, Short)
-        said = "; ".join(
-            f"lines[{s.line}] ({s.sku}): {request.lines[s.line].quantity} requested, {s.available} available"
-            for s in outcome.lines
-        )
-        raise IntakeRefused(
-            "insufficient-stock",
-            f"not enough stock, nothing was held: {said}",
-            short_lines=[
-                ShortStockLine(line=s.line, sku=s.sku, requested=request.lines[s.line].quantity, available=s.available)
-                for s in outcome.lines
-            ],
-        )
+        raise _short_refusal(request, outcome, "held")
 
     async def get(self, intake_id: str) -> IntakeRecord:
         record = await self._ask(self.store.get(intake_id))
@@ -156,21 +145,28 @@ class IntakeService:
     async def list(self, status: IntakeStatus | None, limit: int) -> list[IntakeRecord]:
         return await self._ask(self.store.list(status, limit))
 
-    async def cancel(self, intake_id: str, who: str) -> IntakeRecord:
-        return await self._operate(intake_id, "cancel", who)
+    async def cancel(self, intake_id: str, who: str, ctx: CallContext) -> IntakeRecord:
+        return await self._operate(intake_id, "cancel", who, ctx)
 
-    async def replay(self, intake_id: str, who: str) -> IntakeRecord:
-        return await self._operate(intake_id, "replay", who)
+    async def replay(self, intake_id: str, who: str, ctx: CallContext) -> IntakeRecord:
+        return await self._operate(intake_id, "replay", who, ctx)
 
-    async def _operate(self, intake_id: str, action: Literal["cancel", "replay"], who: str) -> IntakeRecord:
-        now = time.time()
-        step = (
-            self.store.give_up(intake_id, None, "cancelled", f"cancelled by {who}", now)
-            if action == "cancel"
-            else self.store.replay(intake_id, f"replayed by {who}", now)
-        )
+    async def _operate(
+        self, intake_id: str, action: Literal["cancel", "replay"], who: str, ctx: CallContext
+    ) -> IntakeRecord:
+        if action == "cancel":
+            step: Awaitable[IntakeRecord | Short] = self.store.give_up(
+                intake_id, None, "cancelled", f"cancelled by {who}", time.time()
+            )
+        else:  # judged again on the stock now: its units may have been promised since it gave them back
+            found = await self.get(intake_id)
+            needs: list[LineNeed] = []
+            if found.status in ("rejected", "dead_lettered"):
+                request = _REQUEST.decode(found.request)
+                needs = _needs(request, await self._stock([line.sku for line in request.lines], ctx))
+            step = self.store.replay(intake_id, f"replayed by {who}", time.time(), needs)
         try:
-            record = await self._ask(step)
+            outcome = await self._ask(step)
         except KeyError:
             raise NotFound("intake", intake_id) from None
         except Stale as exc:
@@ -178,9 +174,11 @@ class IntakeService:
             raise IntakeRefused(
                 "intake-not-changeable", f"intake {intake_id} is {status}: it cannot be {action}ed now"
             ) from None
-        for hold in record.holds:
+        if isinstance(outcome, Short):
+            raise _short_refusal(_REQUEST.decode(found.request), outcome, "replayed")
+        for hold in outcome.holds:
             self.holds.forget(hold.sku)
-        return record
+        return outcome
 
     # -- the judgement ---------------------------------------------------------------------
 
@@ -225,6 +223,24 @@ class IntakeService:
             return await step
         except IntakeStoreUnavailable as exc:
             raise IntakeUnavailable(f"orders cannot be recorded right now: {exc}", retry_after=2) from exc
+
+
+_REQUEST = msgspec.json.Decoder(OrderIntakeRequest)
+
+
+def _short_refusal(request: OrderIntakeRequest, short: Short, what: str) -> IntakeRefused:
+    said = "; ".join(
+        f"lines[{s.line}] ({s.sku}): {request.lines[s.line].quantity} requested, {s.available} available"
+        for s in short.lines
+    )
+    return IntakeRefused(
+        "insufficient-stock",
+        f"not enough stock, nothing was {what}: {said}",
+        short_lines=[
+            ShortStockLine(line=s.line, sku=s.sku, requested=request.lines[s.line].quantity, available=s.available)
+            for s in short.lines
+        ],
+    )
 
 
 def _needs(request: OrderIntakeRequest, stock: dict[str, tuple[SkuAvailability | None, float]]) -> list[LineNeed]:

@@ -322,8 +322,8 @@ class SqliteIntakeStore(IntakeStore):
 
         return await self._atomic(step)
 
-    async def replay(self, intake_id: str, detail: str, now: float) -> IntakeRecord:
-        def step(conn: sqlite3.Connection) -> IntakeRecord:
+    async def replay(self, intake_id: str, detail: str, now: float, needs: Sequence[LineNeed]) -> IntakeRecord | Short:
+        def step(conn: sqlite3.Connection) -> IntakeRecord | Short:
             record = _one(conn, "intake_id = ?", intake_id)
             if record is None:
                 raise KeyError(intake_id)
@@ -331,8 +331,16 @@ class SqliteIntakeStore(IntakeStore):
                 raise Stale(record)
             if record.status not in ("rejected", "dead_lettered"):
                 return record
+            ledger = self._ledger(conn, sorted({need.sku for need in needs}), now)
+            holds, short = allocate(needs, ledger.held)
+            if short:
+                return Short(lines=tuple(short))
             record = msgspec.structs.replace(
-                record, status="accepted", attempts=0, history=(*record.history, Transition("accepted", now, detail))
+                record,
+                status="accepted",
+                attempts=0,
+                holds=tuple(holds),
+                history=(*record.history, Transition("accepted", now, detail)),
             )
             _add_active(conn, record.holds, +1)
             _update(conn, record, due_at=now)
@@ -415,7 +423,7 @@ def _claimed(conn: sqlite3.Connection, intake_id: str, attempt: int, target: str
 def _update(conn: sqlite3.Connection, record: IntakeRecord, *, due_at: float | None) -> None:
     conn.execute(
         "UPDATE intakes SET status = ?, attempts = ?, order_number = ?, last_error = ?, posted_at = ?,"
-        " history = ?, due_at = ?, lease_token = NULL WHERE intake_id = ?",
+        " history = ?, due_at = ?, lease_token = NULL, holds = ? WHERE intake_id = ?",
         (
             record.status,
             record.attempts,
@@ -424,6 +432,7 @@ def _update(conn: sqlite3.Connection, record: IntakeRecord, *, due_at: float | N
             record.posted_at,
             _encode(record.history),
             due_at,
+            _encode(record.holds),
             record.intake_id,
         ),
     )

@@ -250,10 +250,13 @@ class IntakeStore(abc.ABC):
         answered as it is. ``Stale`` otherwise; ``KeyError`` when unknown."""
 
     @abc.abstractmethod
-    async def replay(self, intake_id: str, detail: str, now: float) -> IntakeRecord:
+    async def replay(self, intake_id: str, detail: str, now: float, needs: Sequence[LineNeed]) -> IntakeRecord | Short:
         """A ``rejected`` or ``dead_lettered`` intake queued again (due ``now``, ``attempts``
-        from 0, its holds taken again); an ``accepted``, ``posting`` or ``posted`` one as it is
-        (replaying twice posts once). ``Stale`` for ``cancelled``; ``KeyError`` when unknown."""
+        from 0), its lines judged on ``needs`` as ``accept`` judges them (its old holds were
+        released when it was given up; the units may have been promised since): held anew, or
+        ``Short`` and left as it was. An ``accepted``, ``posting`` or ``posted`` one as it is
+        (replaying twice posts once; ``needs`` unused). ``Stale`` for ``cancelled``;
+        ``KeyError`` when unknown."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called once at shutdown."""

@@ -195,8 +195,10 @@ class IntakeAdminController(Controller):
         **requires("admin"),
         summary="Queue a rejected or dead-lettered intake again (audited)",
         description=(
-            "Holds its stock again and posts it once more; replaying twice, or an intake not given up, changes "
-            "nothing (the ERP order is created once per intake whatever happens). A cancelled intake: 409."
+            "Judges its lines on the stock now, as `submitOrder` does (409 `insufficient-stock` when its units "
+            "were promised since: it stays as it was), holds them again and posts it once more; replaying "
+            "twice, or an intake not given up, changes nothing (the ERP order is created once per intake "
+            "whatever happens). A cancelled intake: 409."
         ),
         responses=responses(
             200,
@@ -205,11 +207,12 @@ class IntakeAdminController(Controller):
             [example("Queued again", _INTAKE)],
             "intake-not-found",
             "intake-not-changeable",
+            "insufficient-stock",
             "intake-unavailable",
         ),
     )
     async def replay(self, intakeId: IntakeIdPath, request: AnyRequest) -> OrderIntake:  # noqa: N803 - the wire name
-        return intake_view(await _service(request).replay(intakeId, _operator(request)))
+        return intake_view(await _service(request).replay(intakeId, _operator(request), call_context(request)))
 
     @post(
         "/{intakeId:str}/cancel",
@@ -234,7 +237,7 @@ class IntakeAdminController(Controller):
         ),
     )
     async def cancel(self, intakeId: IntakeIdPath, request: AnyRequest) -> OrderIntake:  # noqa: N803 - the wire name
-        return intake_view(await _service(request).cancel(intakeId, _operator(request)))
+        return intake_view(await _service(request).cancel(intakeId, _operator(request), call_context(request)))
 
 
 def _operator(request: AnyRequest) -> str:

@@ -219,3 +219,18 @@ def test_with_the_store_down_intake_is_refused_and_reads_go_on(settings: Setting
         (store,) = [c for c in ready.json()["checks"] if c["name"] == "intake-store"]
         assert (store["ok"], store["required"]) == (False, False)
         assert_problem(client.get("/v1/order-intakes/in_00000000000000000000000000"), 503, "intake-unavailable")
+
+
+def test_a_replay_is_judged_on_the_stock_now(client: TestClient[Any]) -> None:
+    """Rejected by the ERP (MUG-SLT is not for sale), its units given back and promised to
+    another order: replaying it is a 409 insufficient-stock, not the same units held twice."""
+    available = _atp(client, "MUG-SLT")
+    first = _submit(client, _order(("MUG-SLT", available, "14.00"))).json()
+    assert _post_due(client) == 1
+    rejected = client.get(f"/v1/order-intakes/{first['intakeId']}").json()
+    assert rejected["status"] == "rejected"
+    assert rejected["lastError"].startswith("not-salable")
+    assert _submit(client, _order(("MUG-SLT", available, "14.00"))).status_code == 202
+    refused = client.post(f"/v1/admin/order-intakes/{first['intakeId']}/replay")
+    assert assert_problem(refused, 409, "insufficient-stock")["shortLines"][0]["available"] == 0
+    assert client.get(f"/v1/order-intakes/{first['intakeId']}").json()["status"] == "rejected"

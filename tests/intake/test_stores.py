@@ -629,7 +629,7 @@ async def test_giving_up_or_replaying_an_unknown_intake_is_a_key_error(store: In
     with pytest.raises(KeyError):
         await store.give_up(new_intake_id(), 1, "rejected", "refused", T0)
     with pytest.raises(KeyError):
-        await store.replay(new_intake_id(), "operator", T0)
+        await store.replay(new_intake_id(), "operator", T0, [need(1)])
 
 
 # replay
@@ -645,12 +645,13 @@ async def test_replaying_a_given_up_intake_holds_and_queues_it_again_once(
     await store.give_up(record.intake_id, claimed.record.attempts, status, "refused", T0 + 2)
     assert await active(store) == 2
 
-    replayed = await store.replay(record.intake_id, "SKU fixed in the ERP", T0 + 50)
+    replayed = await store.replay(record.intake_id, "SKU fixed in the ERP", T0 + 50, [need(3, (EAST, 10))])
+    assert isinstance(replayed, IntakeRecord)
     assert (replayed.status, replayed.attempts) == ("accepted", 0)
     assert (replayed.history[-1].status, replayed.history[-1].detail) == ("accepted", "SKU fixed in the ERP")
     assert await active(store) == 5
 
-    again = await store.replay(record.intake_id, "SKU fixed in the ERP", T0 + 50)
+    again = await store.replay(record.intake_id, "SKU fixed in the ERP", T0 + 50, [need(3, (EAST, 10))])
     assert again == replayed
     assert await active(store) == 5
 
@@ -666,7 +667,7 @@ async def test_replaying_a_given_up_intake_holds_and_queues_it_again_once(
 
 async def test_replaying_a_posted_intake_changes_nothing(store: IntakeStore) -> None:
     posted = await _posted(store, 3, T0 + 5)
-    assert await store.replay(posted.intake_id, "operator", T0 + 6) == posted
+    assert await store.replay(posted.intake_id, "operator", T0 + 6, []) == posted
     assert await store.get(posted.intake_id) == posted
     assert await store.next_due() is None
     assert await store.claim(T0 + 6, LEASE, token()) is None
@@ -680,8 +681,8 @@ async def test_replaying_a_queued_or_posting_intake_leaves_it_as_it_is(store: In
     claimed = await claim(store, T0 + 2)
     assert claimed.record.intake_id == posting.intake_id
 
-    assert await store.replay(queued.intake_id, "operator", T0 + 3) == queued
-    assert await store.replay(posting.intake_id, "operator", T0 + 3) == await store.get(posting.intake_id)
+    assert await store.replay(queued.intake_id, "operator", T0 + 3, []) == queued
+    assert await store.replay(posting.intake_id, "operator", T0 + 3, []) == await store.get(posting.intake_id)
     stored = await store.get(posting.intake_id)
     assert stored is not None
     assert (stored.status, stored.attempts) == ("posting", 1)
@@ -694,7 +695,7 @@ async def test_replaying_a_cancelled_intake_is_stale(store: IntakeStore) -> None
     record = await accept(store, need(3, (EAST, 10)))
     cancelled = await store.give_up(record.intake_id, None, "cancelled", "customer called", T0 + 1)
     with pytest.raises(Stale) as refused:
-        await store.replay(record.intake_id, "operator", T0 + 2)
+        await store.replay(record.intake_id, "operator", T0 + 2, [need(1)])
     assert refused_status(refused) == "cancelled"
     assert await store.get(record.intake_id) == cancelled
     assert await active(store) == 0
@@ -831,7 +832,7 @@ async def test_a_store_that_cannot_be_asked_says_so_on_every_step(unusable_store
         "posted": lambda: store.posted(some_id, 1, "SO-1", T0),
         "retry": lambda: store.retry(some_id, 1, "timeout", T0 + 10, T0),
         "give_up": lambda: store.give_up(some_id, None, "cancelled", "customer called", T0),
-        "replay": lambda: store.replay(some_id, "operator", T0),
+        "replay": lambda: store.replay(some_id, "operator", T0, [need(1)]),
     }
     answered: list[str] = []
     for name, step in steps.items():
@@ -897,3 +898,23 @@ async def test_a_retry_the_erp_never_saw_gives_the_attempt_back(store: IntakeSto
     assert again.record.attempts == 1
     spent = await store.retry(record.intake_id, 1, "ErpUnavailable: down", T0 + 9, T0 + 5)
     assert spent.attempts == 1
+
+
+async def test_a_replay_is_judged_on_the_stock_now(store: IntakeStore) -> None:
+    """Rejected, its 3 units went back and were promised to another order: replaying it does
+    not hold them twice (Short, left as it was); with stock again, it is held anew."""
+    first = await accept(store, need(3, (EAST, 3)), at=T0)
+    claimed = await claim(store, T0 + 1)
+    await store.give_up(first.intake_id, claimed.record.attempts, "rejected", "customer blocked", T0 + 2)
+    await accept(store, need(3, (EAST, 3)), at=T0 + 3)
+    refused = await store.replay(first.intake_id, "unblocked", T0 + 4, [need(3, (EAST, 3))])
+    assert short_lines(refused) == [ShortLine(line=1, sku=SKU, available=0)]
+    stored = await store.get(first.intake_id)
+    assert stored is not None
+    assert stored.status == "rejected"
+    assert await active(store) == 3
+    replayed = await store.replay(first.intake_id, "unblocked", T0 + 5, [need(3, (EAST, 2), (WEST, 4))])
+    assert isinstance(replayed, IntakeRecord)
+    assert replayed.status == "accepted"
+    assert units(replayed.holds) == {(SKU, WEST): 3}  # EAST's 2 are held already; WEST has 4
+    assert await active(store, SKU, WEST) == 3
