@@ -1,9 +1,10 @@
 """What accepted orders hold, subtracted from every availability answer.
 
 ``available_to_promise`` (per warehouse and in total) is the ERP's minus the units held for
-accepted orders the ERP does not show yet (``HoldLedger.held``); ``on_hand`` and ``committed``
-stay the ERP's. A hold never makes a positive figure negative (at most down to 0); a figure the
-ERP already had below 0 (a backorder) stays as it was.
+accepted orders the ERP does not show yet (``HoldLedger.held``), the warehouses taken together
+as intake judges them (``_subtract``); ``on_hand`` and ``committed`` stay the ERP's. A hold
+never makes a positive figure negative (at most down to 0); a figure the ERP already had below
+0 (a backorder) stays as it was, so the total may then be more than the warehouses' sum.
 
 Each process keeps the ledger of a SKU for ``ttl_seconds`` (the cache's local TTL) after it
 read it from the store: an order accepted through another worker or instance shows in this
@@ -18,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from contracts.v1 import AvailabilityBatch, SkuAvailability, WarehouseStock
+from contracts.v1 import AvailabilityBatch, SkuAvailability
 from gateway.intake.store import HoldLedger, IntakeStore, IntakeStoreUnavailable
 
 __all__ = ["HeldStock"]
@@ -91,18 +92,28 @@ def _part(ledger: HoldLedger, sku: str) -> HoldLedger:
 
 
 def _subtract(item: SkuAvailability, ledger: HoldLedger, read_at: float | None) -> SkuAvailability:
+    """The figures less the holds, judged as intake judges them (the warehouses together): a
+    hold comes off its own warehouse, what that warehouse does not have off the others in order,
+    never below zero; the total is the ERP's less every hold (at least 0, unless the ERP's own
+    total was below it). A warehouse the ERP shows below zero stays as the ERP shows it."""
     if read_at is None:
         read_at = item.as_of.timestamp() - _READ_MARGIN_SECONDS
-    warehouses: list[WarehouseStock] = []
-    changed = False
-    for stock in item.warehouses:
-        held = ledger.held(item.sku, stock.warehouse, read_at)
-        if held and stock.available_to_promise > 0:
-            stock = msgspec.structs.replace(stock, available_to_promise=max(0, stock.available_to_promise - held))
-            changed = True
-        warehouses.append(stock)
-    if not changed:
+    held = {stock.warehouse: ledger.held(item.sku, stock.warehouse, read_at) for stock in item.warehouses}
+    total_held = sum(held.values())
+    if not total_held:
         return item
-    return msgspec.structs.replace(
-        item, warehouses=warehouses, available_to_promise=sum(w.available_to_promise for w in warehouses)
-    )
+    figures = {stock.warehouse: stock.available_to_promise for stock in item.warehouses}
+    overflow = 0
+    for warehouse, units in held.items():
+        own = min(units, max(figures[warehouse], 0))
+        figures[warehouse] -= own
+        overflow += units - own
+    for warehouse in figures:
+        if overflow and figures[warehouse] > 0:
+            taken = min(overflow, figures[warehouse])
+            figures[warehouse] -= taken
+            overflow -= taken
+    erp_total = item.available_to_promise
+    total = max(0, erp_total - total_held) if erp_total > 0 else erp_total
+    warehouses = [msgspec.structs.replace(w, available_to_promise=figures[w.warehouse]) for w in item.warehouses]
+    return msgspec.structs.replace(item, warehouses=warehouses, available_to_promise=total)
