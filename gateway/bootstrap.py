@@ -175,7 +175,8 @@ def build_idempotency_store(settings: Settings, redis: LenientState) -> Idempote
 def build_intake_store(settings: Settings, redis: LenientState) -> IntakeStore:
     """Redis across instances, else the host's SQLite file. No fallback from one to the other:
     holds in two places could promise the same units twice, so a down store refuses intake."""
-    keep, retention = settings.intake.posted_hold_seconds, settings.intake.retention_days * 86_400
+    keep = settings.intake.posted_hold_seconds(settings.cache)
+    retention = settings.intake.retention_days * 86_400
     if redis.strict is not None:
         return RedisIntakeStore(redis.strict, posted_hold_seconds=keep, retention_seconds=retention)
     return SqliteIntakeStore(settings.intake.path, keep, retention)

@@ -278,11 +278,12 @@ def _check_relations(settings: Settings) -> None:
     for dotted, number in positive.items():
         if number <= 0:
             raise SettingsError(env_name(dotted), f"{number!r} must be more than zero", dotted)
-    if settings.intake.retention_days * 86_400 <= settings.intake.posted_hold_seconds:
+    keep = settings.intake.posted_hold_seconds(settings.cache)
+    if settings.intake.retention_days * 86_400 <= keep:
         raise SettingsError(
             env_name("intake.retention_days"),
-            f"{settings.intake.retention_days:g} days must outlast a posted hold "
-            f"({settings.intake.posted_hold_seconds:g} s: ERPGW_INTAKE__MAX_STOCK_AGE_SECONDS + 120)",
+            f"{settings.intake.retention_days:g} days must outlast a posted hold ({keep:g} s: the oldest "
+            "stock snapshot intake or an availability answer may use, + 120 s)",
             "intake.retention_days",
         )
     if settings.intake.lease_seconds <= settings.timeouts.write_seconds:

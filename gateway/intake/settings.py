@@ -6,6 +6,8 @@ from decimal import Decimal
 
 import msgspec
 
+from policies.caching import CacheSettings
+
 __all__ = ["IntakeSettings"]
 
 
@@ -37,7 +39,11 @@ class IntakeSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     #: Idempotency-Key and externalRef: a retry or a duplicate within them finds it.
     retention_days: float = 30.0
 
-    @property
-    def posted_hold_seconds(self) -> float:
-        """How long a posted order's hold is kept: longer than any snapshot intake decides on."""
-        return self.max_stock_age_seconds + 120.0
+    def posted_hold_seconds(self, cache: CacheSettings) -> float:
+        """How long a posted order's hold is kept: longer than the oldest stock snapshot anything
+        judges on or answers (intake: ``max_stock_age_seconds``; availability answers: a cache
+        entry's TTL and its longest stale window), so no snapshot read before the ERP had the
+        order outlives the hold that covers it."""
+        rule = cache.availability
+        answered = rule.ttl_seconds + max(rule.stale_while_revalidate_seconds, rule.stale_if_error_seconds)
+        return max(self.max_stock_age_seconds, answered) + 120.0

@@ -9,7 +9,8 @@ stock shows the order. Two kinds:
 - *active*: the order is ``accepted`` or ``posting``. Subtracted from every stock snapshot.
 - *posted*: the ERP confirmed the order at ``posted_at``. Subtracted only from snapshots read
   before then (``snapshot_at <= posted_at``): a snapshot read later counts the ERP order
-  itself. Kept ``posted_hold_seconds`` (longer than any snapshot intake accepts), then dropped.
+  itself. Kept ``posted_hold_seconds`` (longer than any snapshot intake or an availability answer
+  uses: ``IntakeSettings.posted_hold_seconds``), then dropped.
 
 A rejected, dead-lettered or cancelled order releases its active hold exactly once (only the
 step that moves it out of ``accepted``/``posting`` releases). A replayed one holds again.

@@ -256,3 +256,12 @@ def test_a_refused_url_is_shown_without_its_password(
     assert caught.value.env == env
     assert shown in str(caught.value)
     assert "s3cret-pw" not in str(caught.value)
+
+
+def test_a_posted_hold_outlasts_every_stock_snapshot_in_use() -> None:
+    """Intake judges on stock up to max_stock_age old; availability answers serve a cache entry
+    up to its TTL plus its longest stale window: a posted hold must be kept longer than both."""
+    settings = load_settings({"ERPGW_CACHE__AVAILABILITY__TTL_SECONDS": "900"})
+    rule = settings.cache.availability
+    assert settings.intake.posted_hold_seconds(settings.cache) > 900 + rule.stale_if_error_seconds
+    assert settings.intake.posted_hold_seconds(settings.cache) > settings.intake.max_stock_age_seconds
