@@ -433,6 +433,15 @@ def check_startup(settings: Settings, *, serving: bool = True) -> None:
             hint = "set a share between 0 and 1"
             raise SettingsError("ERPGW_OBSERVABILITY__TRACE_SAMPLE_RATIO", hint, "observability.trace_sample_ratio")
     _check_redis(settings.redis)
+    default = settings.backend_entries()[settings.default_backend_name()]
+    if settings.intake.enabled and isinstance(default, TrytonBackendSettings) and not default.confirm_orders:
+        section = settings.backend_section(settings.default_backend_name())
+        raise SettingsError(
+            env_name(f"{section}.confirm_orders"),
+            "must be true while order intake is on (ERPGW_INTAKE__ENABLED): a quotation commits no stock, so "
+            "every posted order's units would be promised again",
+            f"{section}.confirm_orders",
+        )
     if settings.intake.enabled and not settings.redis.configured:
         _writable(settings.intake.path, "intake.path")
     for name, entry in settings.backend_entries().items():

@@ -10,7 +10,7 @@ from litestar.params import HeaderParameter, Parameter, QueryParameter
 
 from contracts.v1 import IntakeList, OrderIntake, OrderIntakeRequest
 from contracts.v1.intake import INTAKE_ID_PATTERN, IntakeStatus
-from erp_backends.errors import NotFound
+from erp_backends.errors import ErpUnavailable
 from gateway.auth.scopes import requires, requires_any
 from gateway.identity import client_identity
 from gateway.intake.service import IntakeService, intake_view
@@ -126,10 +126,16 @@ async def submit_order(data: OrderIntakeRequest, idempotency_key: str, request: 
     return Response(intake_view(record), status_code=202, headers=headers)
 
 
+class IntakeSwitchedOff(ErpUnavailable):
+    """503 ``service-unavailable``: this gateway does not take orders."""
+
+    code = "service-unavailable"
+
+
 def _service(request: AnyRequest) -> IntakeService:
     service = runtime_of(request).intake
     if service is None:  # ERPGW_INTAKE__ENABLED=false
-        raise NotFound("intake", "(order intake is switched off)")
+        raise IntakeSwitchedOff("order intake is switched off on this gateway (ERPGW_INTAKE__ENABLED=false)")
     return service
 
 

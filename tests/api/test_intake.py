@@ -234,3 +234,13 @@ def test_a_replay_is_judged_on_the_stock_now(client: TestClient[Any]) -> None:
     refused = client.post(f"/v1/admin/order-intakes/{first['intakeId']}/replay")
     assert assert_problem(refused, 409, "insufficient-stock")["shortLines"][0]["available"] == 0
     assert client.get(f"/v1/order-intakes/{first['intakeId']}").json()["status"] == "rejected"
+
+
+def test_with_intake_switched_off_its_routes_say_so(settings: Settings, app_client: AppClient) -> None:
+    import msgspec
+
+    off = msgspec.structs.replace(settings, intake=msgspec.structs.replace(settings.intake, enabled=False))
+    with app_client(off) as client:
+        body = assert_problem(_submit(client, _order(("MUG-SND", 1, "14.00"))), 503, "service-unavailable")
+        assert "switched off" in body["detail"]
+        assert client.get("/v1/availability/MUG-SND").status_code == 200

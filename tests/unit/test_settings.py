@@ -265,3 +265,18 @@ def test_a_posted_hold_outlasts_every_stock_snapshot_in_use() -> None:
     rule = settings.cache.availability
     assert settings.intake.posted_hold_seconds(settings.cache) > 900 + rule.stale_if_error_seconds
     assert settings.intake.posted_hold_seconds(settings.cache) > settings.intake.max_stock_age_seconds
+
+
+def test_intake_refuses_an_erp_that_would_not_commit_the_stock(tmp_path: Path) -> None:
+    environ = {
+        "ERPGW_AUTH__DEV_MODE": "true",
+        "ERPGW_AUTH__DEV_KEY_PATH": str(tmp_path / "key.json"),
+        "ERPGW_BACKEND": "tryton",
+        "ERPGW_TRYTON__PASSWORD": "x",
+        "ERPGW_TRYTON__CONFIRM_ORDERS": "false",
+        "ERPGW_INTAKE__PATH": str(tmp_path / "intake.sqlite"),
+    }
+    with pytest.raises(SettingsError, match="a quotation commits no stock") as caught:
+        check_startup(load_settings(environ))
+    assert caught.value.env == "ERPGW_TRYTON__CONFIRM_ORDERS"
+    check_startup(load_settings({**environ, "ERPGW_INTAKE__ENABLED": "false"}))
