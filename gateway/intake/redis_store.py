@@ -16,7 +16,8 @@ the cache, quotas and idempotency records). Below, ``B`` is the base::
     B hist:<intake_id>    list: the history, one msgspec-JSON ``Transition`` each (encoded in
                           Python: Lua's cjson keeps 14 digits of an epoch float)
     B key:<key>           string: the intake of a client-scoped idempotency key
-    B ref:<external_ref>  string: the intake of a storefront reference
+    B ref:<reference>     string: the intake of a client-scoped storefront reference
+                          (``IntakeRecord.reference``)
     B active:<sku>        hash: warehouse -> units held by accepted/posting intakes (a field
                           is deleted at 0)
     B posted:<sku>        sorted set: "warehouse TAB intake_id TAB units" scored by posted_at;
@@ -29,8 +30,8 @@ the cache, quotas and idempotency records). Below, ``B`` is the base::
     B all, B status:<s>   sorted sets: "seq TAB intake_id" scored by accepted_at (``list``)
 
 An intake that ended is kept ``retention_seconds`` (``ERPGW_INTAKE__RETENTION_DAYS``) with its
-key and reference (expiries set when it ends, removed when it is replayed); the index entries
-older than that are pruned by the next accept.
+key and reference (expiries set when it ends, removed when it is replayed); the next accept
+prunes the oldest index entries whose record has expired (a bounded number each time).
 
 Holds are per SKU (hash field or member names the warehouse) rather than one hash keyed
 "sku TAB warehouse": ``ledger(skus)`` must find every warehouse of a SKU without reading all
@@ -122,14 +123,19 @@ end
 local function keep_until(id, at_ms)
   local fixed = cjson.decode(redis.call('HGET', B .. 'rec:' .. id, 'fixed'))
   for _, k in ipairs({B .. 'rec:' .. id, B .. 'hist:' .. id, B .. 'key:' .. fixed.key,
-                      B .. 'ref:' .. fixed.external_ref}) do
+                      B .. 'ref:' .. (fixed.ref_key or fixed.external_ref)}) do
     if at_ms then redis.call('PEXPIREAT', k, at_ms) else redis.call('PERSIST', k) end
   end
 end
+-- Index entries accepted before ``before`` whose record has expired (an intake accepted long
+-- ago may have ended lately: it is kept), at most 20 per index each time.
 local function prune(before)
   for _, index in ipairs({'all', 'status:posted', 'status:cancelled', 'status:rejected',
                           'status:dead_lettered'}) do
-    redis.call('ZREMRANGEBYSCORE', B .. index, '-inf', '(' .. before)
+    for _, member in ipairs(redis.call('ZRANGEBYSCORE', B .. index, '-inf', '(' .. before, 'LIMIT', 0, 20)) do
+      local id = string.sub(member, string.find(member, '\t', 1, true) + 1)
+      if redis.call('EXISTS', B .. 'rec:' .. id) == 0 then redis.call('ZREM', B .. index, member) end
+    end
   end
 end
 -- No attempt was ever sent to the ERP (no ``posting`` entry in the history).
@@ -196,7 +202,7 @@ local function become(id, from, to, entry)
 end
 """
 
-# ARGV: id, key, fingerprint, external_ref, now, accepted_at, fixed, request, history entry,
+# ARGV: id, key, fingerprint, reference (client-scoped), now, accepted_at, fixed, request, history entry,
 # posted floor (now - posted_hold_seconds), line count, then per line: line, sku, quantity,
 # snapshot_at, candidate count, (warehouse, stock) per candidate; last: retention seconds.
 _ACCEPT = r"""
@@ -341,7 +347,7 @@ _GET = r"""
 return {record(ARGV[1])}
 """
 
-# ARGV: key ('' for none), external_ref ('' for none): the key's intake, else the reference's.
+# ARGV: key ('' for none), reference ('' for none): the key's intake, else the reference's.
 _FIND = r"""
 local id = false
 if ARGV[1] ~= '' then id = redis.call('GET', B .. 'key:' .. ARGV[1]) end
@@ -399,6 +405,7 @@ class _Fixed(msgspec.Struct, frozen=True, kw_only=True):
     key: str
     fingerprint: str
     accepted_at: float
+    ref_key: str = ""
 
 
 _fixed_decoder = msgspec.json.Decoder(_Fixed)
@@ -441,6 +448,7 @@ class RedisIntakeStore(IntakeStore):
             key=draft.key,
             fingerprint=draft.fingerprint,
             accepted_at=draft.accepted_at,
+            ref_key=draft.reference,
         )
         lines = _lines(needs)
         reply = await self._run(
@@ -448,7 +456,7 @@ class RedisIntakeStore(IntakeStore):
             draft.intake_id,
             draft.key,
             draft.fingerprint,
-            draft.external_ref,
+            draft.reference,
             float(now),
             float(draft.accepted_at),
             _encoder.encode(fixed),
@@ -473,10 +481,10 @@ class RedisIntakeStore(IntakeStore):
         reply = await self._run("intake-get", intake_id)
         return _record(reply[0]) if reply and reply[0] else None
 
-    async def find(self, *, key: str | None = None, external_ref: str | None = None) -> IntakeRecord | None:
-        if not key and not external_ref:
+    async def find(self, *, key: str | None = None, reference: str | None = None) -> IntakeRecord | None:
+        if not key and not reference:
             return None
-        reply = await self._run("intake-find", key or "", external_ref or "")
+        reply = await self._run("intake-find", key or "", reference or "")
         return _record(reply[0]) if reply and reply[0] else None
 
     async def list(self, status: IntakeStatus | None, limit: int) -> builtins.list[IntakeRecord]:
@@ -610,6 +618,7 @@ def _record(raw: Sequence[Any]) -> IntakeRecord:
         last_error=_text(last_error) if last_error else None,
         posted_at=float(posted_at) if posted_at else None,
         history=tuple(_transition_decoder.decode(entry) for entry in history),
+        ref_key=fixed.ref_key or fixed.external_ref,
     )
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "IntakeUnavailable",
     "intake_view",
     "new_intake_id",
+    "ref_key",
 ]
 
 T = TypeVar("T")
@@ -68,6 +69,13 @@ def new_intake_id() -> str:
         number, digit = divmod(number, 32)
         chars.append(_ALPHABET[digit])
     return "in_" + "".join(reversed(chars))
+
+
+def ref_key(client_id: str | None, external_ref: str) -> str:
+    """The storefront's reference scoped to its client, as ``record_key`` scopes an idempotency
+    key: two storefronts (two clients) may both have an order "1001", and neither learns of the
+    other's."""
+    return f"{client_id or 'anonymous'}/{external_ref}"
 
 
 class IntakeRefused(Conflict):
@@ -116,6 +124,7 @@ class IntakeService:
             holds=(),
             status="accepted",
             accepted_at=now,
+            ref_key=ref_key(ctx.client_id, request.external_ref),
         )
         outcome = await self._ask(self.store.accept(draft, needs, now))
         if isinstance(outcome, Accepted):

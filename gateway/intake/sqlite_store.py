@@ -4,8 +4,8 @@ across the processes of one host (gunicorn's workers; ``make run`` serves intake
 Tables: ``intakes`` (one row per intake; ``due_at`` set while it is queued, ``lease_token``
 naming the claim that holds it), ``active_holds`` (units per SKU and warehouse), ``posted_holds``
 (per intake, SKU and warehouse, with ``posted_at``), ``claim_tokens`` (a claim sent twice).
-An intake that ended and was accepted longer than ``retention_seconds`` ago is deleted by the
-next accept, with its key and reference.
+An intake that ended longer than ``retention_seconds`` ago (``ended_at``) is deleted by the next
+accept, with its key and reference. References are unique per client (``ref_key``).
 """
 
 from __future__ import annotations
@@ -45,14 +45,17 @@ __all__ = ["SqliteIntakeStore", "allocate", "cancellable"]
 
 T = TypeVar("T")
 
+#: The layout's version (``PRAGMA user_version``); a file of an older one is migrated on open.
+SCHEMA_VERSION = 2
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS intakes (intake_id TEXT PRIMARY KEY, external_ref TEXT NOT NULL UNIQUE,"
+    "CREATE TABLE IF NOT EXISTS intakes (intake_id TEXT PRIMARY KEY, external_ref TEXT NOT NULL,"
     " key TEXT NOT NULL UNIQUE, fingerprint TEXT NOT NULL, request BLOB NOT NULL, holds BLOB NOT NULL,"
     " status TEXT NOT NULL, accepted_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
     " order_number TEXT, last_error TEXT, posted_at REAL, history BLOB NOT NULL, due_at REAL,"
-    " lease_token TEXT)",
+    " lease_token TEXT, ref_key TEXT NOT NULL UNIQUE, ended_at REAL)",
     "CREATE INDEX IF NOT EXISTS intakes_due ON intakes (due_at) WHERE due_at IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS intakes_status ON intakes (status, accepted_at)",
+    "CREATE INDEX IF NOT EXISTS intakes_ended ON intakes (ended_at) WHERE ended_at IS NOT NULL",
     "CREATE TABLE IF NOT EXISTS active_holds (sku TEXT NOT NULL, warehouse TEXT NOT NULL,"
     " units INTEGER NOT NULL, PRIMARY KEY (sku, warehouse))",
     "CREATE TABLE IF NOT EXISTS posted_holds (intake_id TEXT NOT NULL, sku TEXT NOT NULL,"
@@ -61,13 +64,49 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS claim_tokens (token TEXT PRIMARY KEY, intake_id TEXT NOT NULL,"
     " lease_until REAL NOT NULL)",
 )
+#: Version 1 (no ``ref_key``: references unique across clients; no ``ended_at``: retention by
+#: ``accepted_at``) to 2: the table rebuilt (SQLite cannot drop a UNIQUE constraint), each old
+#: reference kept as its own key (they were unique anyway), ended ones ended at their last step.
+_FROM_V1 = (
+    "ALTER TABLE intakes RENAME TO intakes_v1",
+    "DROP INDEX IF EXISTS intakes_due",
+    "DROP INDEX IF EXISTS intakes_status",
+    *_SCHEMA,
+    "INSERT INTO intakes SELECT intake_id, external_ref, key, fingerprint, request, holds, status,"
+    " accepted_at, attempts, order_number, last_error, posted_at, history, due_at, lease_token,"
+    " external_ref, CASE WHEN status IN ('posted', 'cancelled', 'rejected', 'dead_lettered')"
+    " THEN COALESCE(posted_at, accepted_at) END FROM intakes_v1",
+    "DROP TABLE intakes_v1",
+)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring the file to ``SCHEMA_VERSION``, once, whichever process opens it first."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        old = "ref_key" not in {row[1] for row in conn.execute("PRAGMA table_info(intakes)")}
+        if version < SCHEMA_VERSION:
+            has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'intakes'").fetchone()
+            for statement in _FROM_V1 if has_table and old else _SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        elif version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"written by a newer gateway (layout {version}, this one knows {SCHEMA_VERSION})"
+            )
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
 
 _HOLDS = msgspec.json.Decoder(tuple[Hold, ...])
 _HISTORY = msgspec.json.Decoder(tuple[Transition, ...])
 _encode = msgspec.json.encode
 _COLUMNS = (
     "intake_id, external_ref, key, fingerprint, request, holds, status, accepted_at, attempts,"
-    " order_number, last_error, posted_at, history"
+    " order_number, last_error, posted_at, history, ref_key"
 )
 
 
@@ -107,7 +146,13 @@ class SqliteIntakeStore(IntakeStore):
 
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
-            self._conn = open_shared(self._path, *_SCHEMA)
+            conn = open_shared(self._path)
+            try:
+                _migrate(conn)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
         return self._conn
 
     async def _atomic(self, step: Callable[..., T], *args: Any) -> T:
@@ -138,13 +183,11 @@ class SqliteIntakeStore(IntakeStore):
             if known.intake_id == draft.intake_id:
                 return Accepted(record=known)
             return Replayed(record=known) if known.fingerprint == draft.fingerprint else KeyReused()
-        other = _one(conn, "external_ref = ?", draft.external_ref)
+        other = _one(conn, "ref_key = ?", draft.reference)
         if other is not None:
             return AlreadySubmitted(intake_id=other.intake_id)
         conn.execute(  # intakes that ended longer ago than the retention, with their key and reference
-            "DELETE FROM intakes WHERE status IN ('posted', 'cancelled', 'rejected', 'dead_lettered')"
-            " AND accepted_at < ?",
-            (now - self._retention,),
+            "DELETE FROM intakes WHERE ended_at < ?", (now - self._retention,)
         )
         ledger = self._ledger(conn, sorted({need.sku for need in needs}), now)
         holds, short = allocate(needs, ledger.held)
@@ -156,9 +199,10 @@ class SqliteIntakeStore(IntakeStore):
             status="accepted",
             attempts=0,
             history=(Transition("accepted", now),),
+            ref_key=draft.reference,
         )
         conn.execute(
-            f"INSERT INTO intakes ({_COLUMNS}, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            f"INSERT INTO intakes ({_COLUMNS}, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             (*_row(record), now),
         )
         _add_active(conn, record.holds, +1)
@@ -167,11 +211,11 @@ class SqliteIntakeStore(IntakeStore):
     async def get(self, intake_id: str) -> IntakeRecord | None:
         return await self._atomic(_one, "intake_id = ?", intake_id)
 
-    async def find(self, *, key: str | None = None, external_ref: str | None = None) -> IntakeRecord | None:
+    async def find(self, *, key: str | None = None, reference: str | None = None) -> IntakeRecord | None:
         if key is not None:
             return await self._atomic(_one, "key = ?", key)
-        if external_ref is not None:
-            return await self._atomic(_one, "external_ref = ?", external_ref)
+        if reference is not None:
+            return await self._atomic(_one, "ref_key = ?", reference)
         return None
 
     async def list(self, status: IntakeStatus | None, limit: int) -> list[IntakeRecord]:
@@ -376,6 +420,7 @@ def _row(record: IntakeRecord) -> tuple[Any, ...]:
         record.last_error,
         record.posted_at,
         _encode(record.history),
+        record.reference,
     )
 
 
@@ -394,6 +439,7 @@ def _record(row: Sequence[Any]) -> IntakeRecord:
         last_error=row[10],
         posted_at=row[11],
         history=_HISTORY.decode(row[12]),
+        ref_key=row[13],
     )
 
 
@@ -423,7 +469,7 @@ def _claimed(conn: sqlite3.Connection, intake_id: str, attempt: int, target: str
 def _update(conn: sqlite3.Connection, record: IntakeRecord, *, due_at: float | None) -> None:
     conn.execute(
         "UPDATE intakes SET status = ?, attempts = ?, order_number = ?, last_error = ?, posted_at = ?,"
-        " history = ?, due_at = ?, lease_token = NULL, holds = ? WHERE intake_id = ?",
+        " history = ?, due_at = ?, lease_token = NULL, holds = ?, ended_at = ? WHERE intake_id = ?",
         (
             record.status,
             record.attempts,
@@ -433,6 +479,7 @@ def _update(conn: sqlite3.Connection, record: IntakeRecord, *, due_at: float | N
             _encode(record.history),
             due_at,
             _encode(record.holds),
+            record.history[-1].at if record.status not in ACTIVE else None,  # ended: retention runs from then
             record.intake_id,
         ),
     )

@@ -88,6 +88,15 @@ class IntakeRecord(msgspec.Struct, frozen=True, kw_only=True):
     last_error: str | None = None
     posted_at: float | None = None
     history: tuple[Transition, ...] = ()
+    #: The storefront's reference scoped to its client (``gateway.intake.service.ref_key``), the
+    #: index ``AlreadySubmitted`` answers from: two storefronts may both have an order "1001".
+    #: Empty: the reference itself.
+    ref_key: str = ""
+
+    @property
+    def reference(self) -> str:
+        """The client-scoped reference this intake is unique by."""
+        return self.ref_key or self.external_ref
 
 
 class LineNeed(msgspec.Struct, frozen=True, kw_only=True):
@@ -182,7 +191,7 @@ class IntakeStore(abc.ABC):
 
         1. the key is known: ``Replayed`` (same fingerprint) or ``KeyReused``; known as the
            draft's own ``intake_id``: ``Accepted`` again (this very step was sent twice);
-        2. the external reference is known: ``AlreadySubmitted``;
+        2. the client-scoped reference (``IntakeRecord.reference``) is known: ``AlreadySubmitted``;
         3. a line may have what its candidate warehouses have free together (the ERP's stock
            minus ``HoldLedger.held`` at its snapshot, minus what earlier lines of this order
            took; a warehouse below zero counts against the others: an ERP may ship a whole
@@ -197,8 +206,9 @@ class IntakeStore(abc.ABC):
         """The intake, None when unknown."""
 
     @abc.abstractmethod
-    async def find(self, *, key: str | None = None, external_ref: str | None = None) -> IntakeRecord | None:
-        """The intake of a client-scoped idempotency key or of an external reference."""
+    async def find(self, *, key: str | None = None, reference: str | None = None) -> IntakeRecord | None:
+        """The intake of a client-scoped idempotency key or of a client-scoped reference
+        (``IntakeRecord.reference``)."""
 
     @abc.abstractmethod
     async def list(self, status: IntakeStatus | None, limit: int) -> list[IntakeRecord]:

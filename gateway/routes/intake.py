@@ -76,7 +76,8 @@ SUBMIT_ORDER: dict[str, Any] = dict(
         "of the intake, whose status then moves `accepted` -> `posting` -> `posted` (with `orderNumber`), or "
         "to `rejected`/`dead_lettered` with `lastError` (the hold released). The same `Idempotency-Key` and "
         "body answer the same intake (`Idempotent-Replayed: true`); another body with the key: 422; the same "
-        "`externalRef` under another key: 409 `order-already-submitted`. A hold is subtracted from "
+        "`externalRef` from the same client under another key: 409 `order-already-submitted` (an "
+        "`externalRef` is the storefront's own: other clients may use the same one). A hold is subtracted from "
         "`availableToPromise` (not from `onHand` or `committed`) until the ERP's own stock shows the order."
     ),
     responses=responses(

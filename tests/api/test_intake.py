@@ -92,6 +92,22 @@ def test_an_order_is_accepted_held_and_posted_once(client: TestClient[Any]) -> N
     assert _submit(client, order, key).json()["orderNumber"] == posted["orderNumber"]
 
 
+def test_an_order_id_is_one_storefronts_own(client: TestClient[Any], mint: Mint) -> None:
+    """Two storefronts (two clients) may both have order "WC-1001": each is accepted, and the
+    second never learns of the first's intake; within one client it is already submitted."""
+    order = _order(("TEE-WHT-L", 1, "19.90"))
+    north = _submit(client, order)
+    assert north.status_code == 202, north.text
+    client.headers["Authorization"] = f"Bearer {mint('orders:write', client_id='south-shop')}"
+    south = _submit(client, order)
+    assert south.status_code == 202, south.text
+    assert south.json()["intakeId"] != north.json()["intakeId"]
+    again = _submit(client, order)
+    assert_problem(again, 409, "order-already-submitted")
+    assert again.json()["existing"] == south.headers["location"]
+    assert north.json()["intakeId"] not in again.text
+
+
 def test_stock_is_promised_once_and_a_short_order_holds_nothing(client: TestClient[Any]) -> None:
     # TEE-WHT-L: 3 units, all in WEST
     first = _submit(client, _order(("TEE-WHT-L", 2, "19.90")))

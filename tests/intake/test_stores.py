@@ -75,6 +75,7 @@ def draft(
     ref: str | None = None,
     fingerprint: str = "fp-1",
     at: float = T0,
+    ref_key: str = "",
 ) -> IntakeRecord:
     """An intake as the service hands it to ``accept``: a new id, no holds yet."""
     ref = ref or f"WC-{uuid.uuid4().hex[:12]}"
@@ -96,6 +97,7 @@ def draft(
         holds=(),
         status="accepted",
         accepted_at=at,
+        ref_key=ref_key,
     )
 
 
@@ -159,7 +161,7 @@ async def test_an_accepted_intake_is_stored_with_its_holds_and_found_by_key_and_
 
     assert await store.get(record.intake_id) == record
     assert await store.find(key=submitted.key) == record
-    assert await store.find(external_ref=submitted.external_ref) == record
+    assert await store.find(reference=submitted.reference) == record
     assert await active(store) == 3
     assert await store.next_due() == T0
 
@@ -168,7 +170,7 @@ async def test_unknown_intakes_keys_and_references_are_none(store: IntakeStore) 
     await accept(store)
     assert await store.get(new_intake_id()) is None
     assert await store.find(key="shop-client/never-used") is None
-    assert await store.find(external_ref="WC-never-used") is None
+    assert await store.find(reference="WC-never-used") is None
 
 
 async def test_the_same_key_with_the_same_request_is_replayed_and_with_another_refused(store: IntakeStore) -> None:
@@ -186,7 +188,7 @@ async def test_the_same_key_with_the_same_request_is_replayed_and_with_another_r
     assert await active(store) == 3
     assert await store.get(again.intake_id) is None
     assert await store.get(other.intake_id) is None
-    assert await store.find(external_ref=other.external_ref) is None
+    assert await store.find(reference=other.reference) is None
     assert [r.intake_id for r in await store.list(None, 10)] == [first.intake_id]
 
 
@@ -199,7 +201,26 @@ async def test_a_reference_accepted_under_another_key_is_already_submitted(store
     assert await active(store) == 3
     assert await store.get(again.intake_id) is None
     assert await store.find(key=again.key) is None
-    assert await store.find(external_ref=first.external_ref) == first
+    assert await store.find(reference=first.reference) == first
+
+
+async def test_references_are_unique_per_client_scope_not_across_clients(store: IntakeStore) -> None:
+    """Two storefronts may both have an order "1001": each is accepted, and neither answer
+    names the other's intake; the same client's second submission is already submitted."""
+    lines = (need(1, (EAST, 10)),)
+    accepted = [
+        await store.accept(draft(lines, ref="1001", ref_key=f"{c}/1001"), lines, T0) for c in ("north", "south")
+    ]
+    assert all(isinstance(outcome, Accepted) for outcome in accepted), accepted
+    north, south = (outcome.record for outcome in accepted if isinstance(outcome, Accepted))
+
+    assert north.intake_id != south.intake_id
+    assert (north.external_ref, south.external_ref) == ("1001", "1001")
+    assert await store.find(reference="north/1001") == north
+    assert await store.find(reference="south/1001") == south
+    again = draft(lines, ref="1001", ref_key="north/1001")
+    assert await store.accept(again, lines, T0 + 1) == AlreadySubmitted(intake_id=north.intake_id)
+    assert await active(store) == 2
 
 
 async def test_the_same_accept_sent_twice_is_accepted_both_times_and_holds_once(store: IntakeStore) -> None:
@@ -235,7 +256,7 @@ async def test_an_order_with_one_short_line_holds_nothing_and_names_what_it_coul
     assert await active(store, OTHER_SKU, WEST) == 0
     assert await store.get(submitted.intake_id) is None
     assert await store.find(key=submitted.key) is None
-    assert await store.find(external_ref=submitted.external_ref) is None
+    assert await store.find(reference=submitted.reference) is None
     assert len(await store.list(None, 10)) == 1
 
     # nothing was written: the same key and reference are accepted once the stock is there
@@ -869,16 +890,19 @@ async def test_an_ended_intake_is_kept_for_the_retention_then_gone_with_its_key(
     waiting = await accept(store, need(1), at=long_ago)  # accepted as long ago, never posted
     recent = await accept(store, need(1), at=T0 - 10)
     await store.give_up(recent.intake_id, None, "cancelled", "by test", T0 - 5)
+    lately = await accept(store, need(1), at=long_ago + 2)  # accepted long ago, ended lately: kept
+    await store.give_up(lately.intake_id, None, "cancelled", "by test", T0 - 4)
     await accept(store, need(1), at=T0)  # the next accept prunes
     assert await store.get(old.intake_id) is None
     assert await store.find(key=old.key) is None
-    assert await store.find(external_ref=old.external_ref) is None
+    assert await store.find(reference=old.reference) is None
     assert old.intake_id not in [r.intake_id for r in await store.list("posted", 10)]
     kept = await store.get(waiting.intake_id)
     assert kept is not None
     assert kept.status == "accepted"
     assert await store.find(key=recent.key) is not None
-    assert [r.intake_id for r in await store.list("cancelled", 10)] == [recent.intake_id]
+    assert await store.find(reference=lately.reference) is not None
+    assert [r.intake_id for r in await store.list("cancelled", 10)] == [recent.intake_id, lately.intake_id]
     again = draft([need(1)], key=old.key, ref=old.external_ref)
     assert isinstance(await store.accept(again, [need(1)], T0), Accepted)
 
