@@ -10,6 +10,9 @@ Each process keeps the ledger of a SKU for ``ttl_seconds`` (the cache's local TT
 read it from the store: an order accepted through another worker or instance shows in this
 one's answers within that time, the bound the cache's in-process tier has for an
 invalidation. A change made through this process shows at once (``forget``).
+
+``validateOrder`` is judged the same way (``judge``): a cart the ERP finds in stock is still
+short when accepted orders hold the units, so the checkout hears it before it submits.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from contracts.v1 import AvailabilityBatch, SkuAvailability
+from contracts.v1 import AvailabilityBatch, OrderValidation, OrderValidationRequest, SkuAvailability, ValidationProblem
+from erp_backends.port import CallContext, CallNotes, ErpBackend
 from gateway.intake.store import HoldLedger, IntakeStore, IntakeStoreUnavailable
 
 __all__ = ["HeldStock"]
@@ -59,6 +63,51 @@ class HeldStock:
         ledger = await self._ledger([item.sku for item in batch.items])
         items = [_subtract(item, ledger, read_at.get(item.sku)) for item in batch.items]
         return msgspec.structs.replace(batch, items=items)
+
+    async def any_held(self, skus: Sequence[str]) -> bool:
+        """Whether accepted orders hold (or lately posted) any unit of ``skus``, as this process
+        knows it within its TTL."""
+        ledger = await self._ledger(list(dict.fromkeys(skus)))
+        return bool(ledger.active or ledger.posted)
+
+    async def judge(
+        self, erp: ErpBackend, request: OrderValidationRequest, verdict: OrderValidation, ctx: CallContext
+    ) -> OrderValidation:
+        """The ERP's ``verdict`` on a cart, its stock judged again less what accepted orders hold:
+        a line the holds make short gains (or has lowered) its ``insufficient_stock`` problem,
+        with ``available`` what is left after holds and the earlier lines of the same SKU. Nothing
+        held on the cart's SKUs: the verdict as it is, with no further call."""
+        skus = list(dict.fromkeys(line.sku for line in request.lines))
+        if not await self.any_held(skus):
+            return verdict
+        notes = CallNotes()  # the availability read's cache notes are not this answer's
+        warehouses = [request.warehouse] if request.warehouse else None
+        batch = await erp.get_availability(skus, warehouses, msgspec.structs.replace(ctx, notes=notes))
+        left = {item.sku: item.available_to_promise for item in (await self.subtract(batch, notes.read_at)).items}
+        problems = list(verdict.problems)
+        for index, line in enumerate(request.lines):
+            if line.sku not in left:
+                continue  # unknown: the ERP said so
+            free = max(left[line.sku], 0)
+            left[line.sku] -= line.quantity
+            if line.quantity <= free:
+                continue
+            detail = f"{line.quantity} requested, {free} available (after units held for accepted orders)"
+            found = next(
+                (n for n, p in enumerate(problems) if p.line == index and p.code == "insufficient_stock"), None
+            )
+            if found is None:
+                problems.append(
+                    ValidationProblem(
+                        line=index, sku=line.sku, code="insufficient_stock", detail=detail, available=free
+                    )
+                )
+            elif (problems[found].available or 0) > free:
+                problems[found] = msgspec.structs.replace(problems[found], detail=detail, available=free)
+        if problems == verdict.problems:
+            return verdict
+        problems.sort(key=lambda problem: problem.line)  # stable: a line's own problems keep their order
+        return msgspec.structs.replace(verdict, valid=False, problems=problems)
 
     async def _ledger(self, skus: Sequence[str]) -> HoldLedger:
         now = time.monotonic()

@@ -12,7 +12,7 @@ from contracts.v1 import Order, OrderIntake, OrderIntakeRequest, OrderList, Orde
 from contracts.v1._types import PATH_REFERENCE_PATTERN, REFERENCE_MAX_LENGTH
 from gateway.auth.minimization import minimize_order, minimize_orders
 from gateway.auth.scopes import requires
-from gateway.routes._deps import AnyRequest, erp_call
+from gateway.routes._deps import AnyRequest, erp_call, runtime_of
 from gateway.routes._openapi import body, example, responses
 from gateway.routes.intake import ORDER_EXAMPLE, SUBMIT_ORDER, OrderKeyHeader, submit_order
 
@@ -108,7 +108,8 @@ class OrdersController(Controller):
         **requires("orders:validate"),
         summary="Validate a cart before checkout",
         description=(
-            "Checks every line for unknown SKU, not salable, insufficient stock and changed price. "
+            "Checks every line for unknown SKU, not salable, insufficient stock and changed price. Stock is "
+            "the ERP's less what accepted orders (`submitOrder`) hold, as `availableToPromise` shows it. "
             "`valid: false` with per-line problems is a normal answer (200), not an error. Writes nothing."
         ),
         responses=responses(
@@ -158,7 +159,9 @@ class OrdersController(Controller):
         request: AnyRequest,
     ) -> OrderValidation:
         erp, ctx = erp_call(request)
-        return await erp.validate_order(data, ctx)
+        verdict = await erp.validate_order(data, ctx)
+        intake = runtime_of(request).intake
+        return verdict if intake is None else await intake.holds.judge(erp, data, verdict, ctx)
 
     @get(
         "/{orderNumber:str}",

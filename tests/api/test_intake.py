@@ -123,6 +123,31 @@ def test_stock_is_promised_once_and_a_short_order_holds_nothing(client: TestClie
     ] == [{"line": 0, "sku": "TEE-WHT-L", "requested": 1, "available": 0}]
 
 
+def test_validate_order_counts_the_units_accepted_orders_hold(client: TestClient[Any]) -> None:
+    """The ERP still has 3 of TEE-WHT-L, but an accepted order holds 2: a cart of 2 is short
+    before checkout (available 1), a cart of 1 is valid; the second line of a SKU sees what the
+    first took."""
+
+    def validate(*lines: tuple[str, int, str]) -> dict[str, Any]:
+        cart = {"currency": "EUR", "lines": [{"sku": s, "quantity": q, "unitPrice": p} for s, q, p in lines]}
+        answer = client.post("/v1/orders/validate", json=cart)
+        assert answer.status_code == 200, answer.text
+        verdict: dict[str, Any] = answer.json()
+        return verdict
+
+    assert validate(("TEE-WHT-L", 2, "19.90"))["valid"] is True
+    assert _submit(client, _order(("TEE-WHT-L", 2, "19.90"))).status_code == 202
+    short = validate(("TEE-WHT-L", 2, "19.90"))
+    assert short["valid"] is False
+    assert [(p["line"], p["code"], p["available"]) for p in short["problems"]] == [(0, "insufficient_stock", 1)]
+    assert validate(("TEE-WHT-L", 1, "19.90"))["valid"] is True
+    split = validate(("TEE-WHT-L", 1, "19.90"), ("MUG-SND", 1, "14.00"), ("TEE-WHT-L", 1, "19.90"))
+    assert [(p["line"], p["code"], p["available"]) for p in split["problems"]] == [(2, "insufficient_stock", 0)]
+    # beyond the ERP's own stock: the ERP's problem, with what the holds leave
+    over = validate(("TEE-WHT-L", 5, "19.90"))
+    assert [(p["line"], p["code"], p["available"]) for p in over["problems"]] == [(0, "insufficient_stock", 1)]
+
+
 def test_a_line_is_split_over_warehouses_in_the_erps_order(client: TestClient[Any]) -> None:
     # HOOD-BLK-M: EAST 12, WEST 3, minus what open orders commit
     stock = client.get("/v1/availability/HOOD-BLK-M").json()
