@@ -57,6 +57,7 @@ PROBLEMS: dict[str, tuple[int, str]] = {
     "unknown-customer": (422, "Unknown customer"),
     "unknown-warehouse": (422, "Unknown warehouse"),
     "unknown-sku": (422, "Unknown SKU in the request"),
+    "not-salable": (422, "SKU not for sale"),
     "unsupported-currency": (422, "Unsupported currency"),
     "invalid-return-line": (422, "Return line names no order line"),
     "line-not-on-order": (422, "Return line is not on the order"),

@@ -268,6 +268,7 @@ def _check_relations(settings: Settings) -> None:
             "intake.max_backoff_seconds": intake.max_backoff_seconds,
             "intake.idle_seconds": intake.idle_seconds,
             "intake.retention_days": intake.retention_days,
+            "intake.salability_ttl_seconds": intake.salability_ttl_seconds,
         }
     )
     if not intake.price_tolerance.is_finite() or intake.price_tolerance < 0:

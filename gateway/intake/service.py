@@ -4,7 +4,7 @@ stock, record it and queue it in one atomic step of the store (``IntakeStore.acc
 The judgement is ``validateOrder``'s, without asking the ERP when the cache knows: stock from
 a fresh cache entry or the ERP (while the ERP is down, an entry up to ``max_stock_age_seconds``
 old), prices from the price cache; a unit price may differ from the shopper's by at most
-``price_tolerance``. What accepted orders hold is subtracted inside the atomic step.
+``price_tolerance``; a SKU the ERP does not sell is refused (``Salability``). What accepted orders hold is subtracted inside the atomic step.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Literal, TypeVar
 
 import msgspec
@@ -21,10 +22,12 @@ from contracts.v1 import (
     HeldLine,
     OrderIntake,
     OrderIntakeRequest,
+    OrderValidationRequest,
     PriceCheckLine,
     PriceCheckRequest,
     SkuAvailability,
     StatusChange,
+    ValidationLine,
 )
 from contracts.v1.intake import IntakeStatus
 from contracts.v1.problems import ChangedPriceLine, ShortStockLine
@@ -98,6 +101,7 @@ class IntakeService:
         self.holds = holds
         self._chain = chain
         self._settings = settings
+        self._salability = Salability(chain, settings.salability_ttl_seconds)
 
     async def submit(self, request: OrderIntakeRequest, key: str, ctx: CallContext) -> tuple[IntakeRecord, bool]:
         """(the intake, replayed). Raises ``Rejected`` (422), ``IntakeRefused`` (409),
@@ -106,6 +110,7 @@ class IntakeService:
         try:
             stock = await self._stock([line.sku for line in request.lines], ctx)
             needs = _needs(request, stock)
+            await self._salability.check(request, ctx)
             await self._check_prices(request, ctx)
         except ErpError:  # a retry of an accepted order is answered even when nothing else can be
             known = await self._ask(self.store.find(key=token.key))
@@ -235,6 +240,47 @@ class IntakeService:
 
 
 _REQUEST = msgspec.json.Decoder(OrderIntakeRequest)
+
+
+class Salability:
+    """Which SKUs the ERP sells, as ``validateOrder`` says (its ``not_salable`` problem), kept
+    per process for ``ttl_seconds``: a flash sale on one SKU asks once, not per order. While the
+    ERP cannot answer (down, its breaker open, the call budget spent) a SKU is taken as salable:
+    intake never waits for the ERP, and the ERP's refusal at posting rejects such an order."""
+
+    def __init__(self, chain: PolicyChain, ttl_seconds: float) -> None:
+        self._chain = chain
+        self._ttl = ttl_seconds
+        self._known: dict[str, tuple[float, bool]] = {}  # sku -> (known until, salable)
+
+    async def check(self, request: OrderIntakeRequest, ctx: CallContext) -> None:
+        """``Rejected`` (422 ``not-salable``) naming the first line whose SKU is not for sale."""
+        now = time.monotonic()
+        unknown = list(dict.fromkeys(line.sku for line in request.lines if self._until(line.sku) <= now))
+        if unknown:
+            await self._learn(unknown, request.currency, ctx, now)
+        for index, line in enumerate(request.lines):
+            known = self._known.get(line.sku)
+            if known is not None and not known[1]:
+                raise Rejected("not-salable", f"SKU {line.sku!r} is not for sale", field=f"lines[{index}].sku")
+
+    def _until(self, sku: str) -> float:
+        known = self._known.get(sku)
+        return known[0] if known is not None else 0.0
+
+    async def _learn(self, skus: Sequence[str], currency: str, ctx: CallContext, now: float) -> None:
+        cart = OrderValidationRequest(
+            currency=currency, lines=[ValidationLine(sku=sku, quantity=1, unit_price=Decimal("0.00")) for sku in skus]
+        )
+        try:
+            verdict = await self._chain.guarded.validate_order(cart, msgspec.structs.replace(ctx, notes=CallNotes()))
+        except ErpError:  # not known now: the ERP decides at posting
+            return
+        refused = {p.sku for p in verdict.problems if p.code == "not_salable"}
+        if len(self._known) > 50_000:  # bounded: forget what ran out
+            self._known = {sku: known for sku, known in self._known.items() if known[0] > now}
+        for sku in skus:
+            self._known[sku] = (now + self._ttl, sku not in refused)
 
 
 def _short_refusal(request: OrderIntakeRequest, short: Short, what: str) -> IntakeRefused:

@@ -21,6 +21,11 @@ class IntakeSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     max_stock_age_seconds: float = 300.0
     #: Most a unit price may differ from the one the shopper saw (in the currency) and still be accepted.
     price_tolerance: Decimal = Decimal("0.00")
+    #: Seconds a process believes what the ERP said of a SKU's salability (catalog data: it
+    #: changes seldom). A SKU not known within them is asked about once (``validateOrder``);
+    #: while the ERP cannot answer, the order is accepted and the ERP's refusal at posting
+    #: rejects it.
+    salability_ttl_seconds: float = 300.0
     #: Post accepted orders from the gateway's own workers (off: run ``erp-gateway worker``).
     post_in_workers: bool = True
     #: Orders one process posts at once (the ERP call budget bounds them too).

@@ -89,6 +89,7 @@ SUBMIT_ORDER: dict[str, Any] = dict(
         "price-changed",
         "order-already-submitted",
         "unknown-sku",
+        "not-salable",
         "unknown-warehouse",
         "unknown-customer",
         "unsupported-currency",

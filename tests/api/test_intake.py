@@ -4,6 +4,8 @@ status, holds against availability, posting, and the operators' routes."""
 from __future__ import annotations
 
 import copy
+import re
+import time
 import uuid
 from typing import Any
 
@@ -43,6 +45,23 @@ def _post_due(client: TestClient[Any]) -> int:
     telemetry = client.app.state.telemetry
     poster = build_poster(runtime.settings, runtime.erp, runtime.intake.store, runtime.intake.holds, telemetry)
     return int(client.blocking_portal.call(poster.post_due))
+
+
+def _reject_next(client: TestClient[Any], reason: str) -> None:
+    """The next due intake refused as the ERP refuses one (a product taken off sale after the
+    order was accepted), through the store steps the poster takes."""
+    intake = _runtime(client).intake
+    assert intake is not None
+    store = intake.store
+
+    async def reject() -> None:
+        claimed = await store.claim(time.time(), 30, uuid.uuid4().hex)
+        assert claimed is not None
+        await store.give_up(claimed.record.intake_id, claimed.record.attempts, "rejected", reason, time.time())
+        for hold in claimed.record.holds:
+            intake.holds.forget(hold.sku)
+
+    client.blocking_portal.call(reject)
 
 
 def _atp(client: TestClient[Any], sku: str) -> int:
@@ -192,6 +211,31 @@ def test_refusals_are_problems_and_hold_nothing(client: TestClient[Any]) -> None
     assert_problem(client.get("/v1/order-intakes/SO-1001"), 400, "validation-failed")
 
 
+def _erp_calls(client: TestClient[Any], operation: str) -> float:
+    """ERP calls made so far for ``operation``, from the gateway's own metrics."""
+    pattern = re.compile(
+        rf'^erpgw_erp_call_duration_seconds_count\{{[^}}]*operation="{operation}"[^}}]*\}} (\S+)$', re.M
+    )
+    return sum(float(found) for found in pattern.findall(client.get("/metrics").text))
+
+
+def test_a_sku_not_for_sale_is_refused_at_intake_and_the_erp_asked_once(client: TestClient[Any]) -> None:
+    """MUG-SLT is not for sale: 422 ``not-salable`` naming its line, nothing held; what the ERP
+    said is believed for a while, so the next orders ask it nothing more."""
+    before = _atp(client, "MUG-SND")
+    asked = _erp_calls(client, "validate_order")
+    refused = assert_problem(
+        _submit(client, _order(("MUG-SND", 1, "14.00"), ("MUG-SLT", 1, "14.00"))), 422, "not-salable"
+    )
+    assert refused["errors"][0]["field"] == "lines[1].sku"
+    assert _atp(client, "MUG-SND") == before
+    assert_problem(_submit(client, _order(("MUG-SLT", 2, "14.00"))), 422, "not-salable")
+    for _ in range(3):
+        assert _submit(client, _order(("MUG-SND", 1, "14.00"))).status_code == 202
+    assert _erp_calls(client, "validate_order") == asked + 1  # both SKUs learned in one call
+    assert _atp(client, "MUG-SND") == before - 3
+
+
 def test_a_tolerance_accepts_a_small_price_difference(settings: Settings, app_client: AppClient) -> None:
     from decimal import Decimal
 
@@ -263,15 +307,16 @@ def test_with_the_store_down_intake_is_refused_and_reads_go_on(settings: Setting
 
 
 def test_a_replay_is_judged_on_the_stock_now(client: TestClient[Any]) -> None:
-    """Rejected by the ERP (MUG-SLT is not for sale), its units given back and promised to
-    another order: replaying it is a 409 insufficient-stock, not the same units held twice."""
-    available = _atp(client, "MUG-SLT")
-    first = _submit(client, _order(("MUG-SLT", available, "14.00"))).json()
-    assert _post_due(client) == 1
+    """Rejected by the ERP, its units given back and promised to another order: replaying it is
+    a 409 insufficient-stock, not the same units held twice."""
+    available = _atp(client, "MUG-SND")
+    first = _submit(client, _order(("MUG-SND", available, "14.00"))).json()
+    _reject_next(client, "not-salable: SKU 'MUG-SND' is not for sale (lines[0].sku)")
     rejected = client.get(f"/v1/order-intakes/{first['intakeId']}").json()
     assert rejected["status"] == "rejected"
     assert rejected["lastError"].startswith("not-salable")
-    assert _submit(client, _order(("MUG-SLT", available, "14.00"))).status_code == 202
+    assert _atp(client, "MUG-SND") == available
+    assert _submit(client, _order(("MUG-SND", available, "14.00"))).status_code == 202
     refused = client.post(f"/v1/admin/order-intakes/{first['intakeId']}/replay")
     assert assert_problem(refused, 409, "insufficient-stock")["shortLines"][0]["available"] == 0
     assert client.get(f"/v1/order-intakes/{first['intakeId']}").json()["status"] == "rejected"

@@ -24,11 +24,13 @@ in the calls log every process appends to, ``tests/harness/faults.py``, no fault
    (``ERPGW_INTAKE__LEASE_SECONDS`` 15, longer than the write timeout of 10, as the settings
    check insists); its sale found by the key, or made: one confirmed sale per reference, none
    missing. The new worker exits 0 on SIGTERM.
-3. A poison order, for MUG-SLT (stock and price known, ``salable`` false in Tryton: the gateway
-   cannot know and accepts it): ``rejected`` after one attempt with Tryton's reason in
-   ``lastError``, its hold released (the stock it had before, asked on new connections, so of
-   either worker); made salable through Tryton's RPC and replayed twice through the operators'
-   route, it is posted once, and its units are subtracted once.
+3. A poison order, for MUG-SLT: for sale when the gateway accepts it, taken off sale in Tryton
+   (through its RPC, as a back office would) before the separate posting worker starts:
+   ``rejected`` after one attempt with Tryton's reason in ``lastError``, its hold released (the
+   stock it had before, asked on new connections, so of either worker); a new order for it is
+   now refused at once (422 ``not-salable``, once the gateway's belief has run out); made
+   salable again and replayed twice through the operators' route, it is posted once, and its
+   units are subtracted once.
 
 Seen on a shared 2-core machine over two runs (``-s`` prints them): 1. 200 x 202; 47-48
 create_order calls during the outage (bound 58), 74-77 attempts refused by the breaker (bound
@@ -399,6 +401,8 @@ def test_the_posting_worker_killed_mid_batch_leaves_every_order_posted_once(
 # -- 3. a poison order ----------------------------------------------------------------------------------
 
 POISON_SKU = "MUG-SLT"  # in stock in both warehouses, priced, and salable = false in Tryton
+#: Seconds the gateway believes what Tryton said of a SKU's salability, in the poison test.
+SALABILITY_TTL = 1.0
 
 
 def _set_salable(tryton: TrytonServer, sku: str, salable: bool) -> None:
@@ -419,56 +423,77 @@ def test_a_poison_order_is_rejected_released_then_fixed_and_replayed_posts_once(
     tmp_path: Path, tryton: TrytonServer, dev_key_path: Path, mint: Mint
 ) -> None:
     calls = Calls(tmp_path)
-    env = _env(tmp_path, tryton, dev_key_path, calls)
-    with GatewayProcess(tmp_path, env=env, workers=WORKERS) as gateway, _client(gateway, mint) as client:
-        before, price = _warm(client, POISON_SKU)
-        assert before >= 2
-        ref = f"POISON-{uuid.uuid4().hex[:10]}"
-        accepted = _submit(client, _order(POISON_SKU, 2, price, ref))
-        # the gateway judges on stock and prices only: it cannot know Tryton refuses to sell it
-        assert accepted.status_code == 202, accepted.text
-        assert sum(h["quantity"] for h in accepted.json()["held"]) == 2
-        location = accepted.headers["location"]
-        intake_id = accepted.json()["intakeId"]
+    env = _env(
+        tmp_path,
+        tryton,
+        dev_key_path,
+        calls,
+        ERPGW_INTAKE__POST_IN_WORKERS="false",
+        ERPGW_INTAKE__SALABILITY_TTL_SECONDS=str(SALABILITY_TTL),
+    )
+    worker = PostingWorkerProcess(tmp_path, env, name="worker")
+    try:
+        with GatewayProcess(tmp_path, env=env, workers=WORKERS) as gateway, _client(gateway, mint) as client:
+            _set_salable(tryton, POISON_SKU, True)
+            try:
+                before, price = _warm(client, POISON_SKU)
+                assert before >= 2
+                ref = f"POISON-{uuid.uuid4().hex[:10]}"
+                accepted = _submit(client, _order(POISON_SKU, 2, price, ref))
+                assert accepted.status_code == 202, accepted.text
+            finally:  # taken off sale after the gateway accepted it, before anything posts it
+                _set_salable(tryton, POISON_SKU, False)
+            assert sum(h["quantity"] for h in accepted.json()["held"]) == 2
+            location = accepted.headers["location"]
+            intake_id = accepted.json()["intakeId"]
+            worker.start()
 
-        seen: dict[str, Any] = {}
+            seen: dict[str, Any] = {}
 
-        def settled() -> bool:
-            seen.update(client.get(location).json())
-            return seen["status"] not in ("accepted", "posting")
+            def settled() -> bool:
+                seen.update(client.get(location).json())
+                return seen["status"] not in ("accepted", "posting")
 
-        assert _until(settled, 30), f"still {seen['status']} after 30 s: {seen}"
-        print(f"poison intake: {seen['status']} after {seen['attempts']} attempt(s): {seen['lastError']}")
-        assert seen["status"] == "rejected", seen
-        assert seen["attempts"] == 1, "a business refusal is not retried"
-        assert "not-salable" in seen["lastError"], seen["lastError"]
-        assert f"{POISON_SKU!r} is not for sale" in seen["lastError"], seen["lastError"]
-        assert seen["orderNumber"] is None
-        assert _sales(tryton, [ref]) == []
-        # its hold is released: every worker answers the stock it had before (within the local TTL)
-        assert _until(lambda: all(_atp(client, POISON_SKU) == before for _ in range(4)), 15), (
-            f"{POISON_SKU}: {_atp(client, POISON_SKU)} available, {before} before the order"
-        )
-
-        _set_salable(tryton, POISON_SKU, True)
-        try:
-            replays = [client.post(f"/v1/admin/order-intakes/{intake_id}/replay") for _ in range(2)]
-            print(f"replays: {[(r.status_code, r.json().get('status')) for r in replays]}")
-            assert [r.status_code for r in replays] == [200, 200], [r.text for r in replays]
-            assert replays[0].json()["status"] == "accepted"
-            assert replays[1].json()["status"] in ("accepted", "posting", "posted")
-            assert _until(lambda: client.get(location).json()["status"] == "posted", 30), client.get(location).text
-            posted = client.get(location).json()
-            print(f"replayed intake: posted as {posted['orderNumber']} after {posted['attempts']} attempt(s)")
-            assert posted["attempts"] == 1  # counted afresh from the replay
-            history = [h["status"] for h in posted["history"]]
-            assert history == ["accepted", "posting", "rejected", "accepted", "posting", "posted"], history
-            _assert_one_sale_each(tryton, client, [posted], [ref])
-            # the replay held the units again; posted, Tryton commits them and they are not subtracted twice
-            assert _until(lambda: all(_atp(client, POISON_SKU) == before - 2 for _ in range(4)), 20), (
-                f"{POISON_SKU}: {_atp(client, POISON_SKU)} available, {before} before the order of 2"
+            assert _until(settled, 30), f"still {seen['status']} after 30 s: {seen}"
+            print(f"poison intake: {seen['status']} after {seen['attempts']} attempt(s): {seen['lastError']}")
+            assert seen["status"] == "rejected", seen
+            assert seen["attempts"] == 1, "a business refusal is not retried"
+            assert "not-salable" in seen["lastError"], seen["lastError"]
+            assert f"{POISON_SKU!r} is not for sale" in seen["lastError"], seen["lastError"]
+            assert seen["orderNumber"] is None
+            assert _sales(tryton, [ref]) == []
+            # its hold is released: every worker answers the stock it had before (within the local TTL)
+            assert _until(lambda: all(_atp(client, POISON_SKU) == before for _ in range(4)), 15), (
+                f"{POISON_SKU}: {_atp(client, POISON_SKU)} available, {before} before the order"
             )
-            assert calls.count("create_order") == 2  # the rejected attempt and the replayed one
-            assert _tally(_intakes(client)) == {"posted": 1}
-        finally:
-            _set_salable(tryton, POISON_SKU, False)
+            # once the belief ran out (in either worker), a new order for it is refused at the door
+            time.sleep(SALABILITY_TTL)
+            for _ in range(4):
+                late = _submit(client, _order(POISON_SKU, 1, price, f"POISON-{uuid.uuid4().hex[:10]}"))
+                assert late.status_code == 422, late.text
+                assert late.json()["type"].endswith("/not-salable"), late.text
+
+            _set_salable(tryton, POISON_SKU, True)
+            try:
+                replays = [client.post(f"/v1/admin/order-intakes/{intake_id}/replay") for _ in range(2)]
+                print(f"replays: {[(r.status_code, r.json().get('status')) for r in replays]}")
+                assert [r.status_code for r in replays] == [200, 200], [r.text for r in replays]
+                assert replays[0].json()["status"] == "accepted"
+                assert replays[1].json()["status"] in ("accepted", "posting", "posted")
+                assert _until(lambda: client.get(location).json()["status"] == "posted", 30), client.get(location).text
+                posted = client.get(location).json()
+                print(f"replayed intake: posted as {posted['orderNumber']} after {posted['attempts']} attempt(s)")
+                assert posted["attempts"] == 1  # counted afresh from the replay
+                history = [h["status"] for h in posted["history"]]
+                assert history == ["accepted", "posting", "rejected", "accepted", "posting", "posted"], history
+                _assert_one_sale_each(tryton, client, [posted], [ref])
+                # the replay held the units again; posted, Tryton commits them and they are not subtracted twice
+                assert _until(lambda: all(_atp(client, POISON_SKU) == before - 2 for _ in range(4)), 20), (
+                    f"{POISON_SKU}: {_atp(client, POISON_SKU)} available, {before} before the order of 2"
+                )
+                assert calls.count("create_order") == 2  # the rejected attempt and the replayed one
+                assert _tally(_intakes(client)) == {"posted": 1}
+            finally:
+                _set_salable(tryton, POISON_SKU, False)
+    finally:  # whatever failed, the worker this test started stops
+        worker.stop()
