@@ -4,7 +4,8 @@ stock, record it and queue it in one atomic step of the store (``IntakeStore.acc
 The judgement is ``validateOrder``'s, without asking the ERP when the cache knows: stock from
 a fresh cache entry or the ERP (while the ERP is down, an entry up to ``max_stock_age_seconds``
 old), prices from the price cache; a unit price may differ from the shopper's by at most
-``price_tolerance``; a SKU the ERP does not sell is refused (``Salability``). What accepted orders hold is subtracted inside the atomic step.
+``price_tolerance``; a SKU the ERP does not sell is refused (``Salability``). What accepted
+orders hold is subtracted inside the atomic step.
 """
 
 from __future__ import annotations
