@@ -23,7 +23,13 @@ from gateway.openapi_wire import WireOpenAPIConfig
 from gateway.problems import check_problem_codes, exception_handlers
 from gateway.quota_middleware import QuotaMiddleware
 from gateway.response_headers import finish_response
-from gateway.routes import V1_CONTROLLERS, AdminController, HealthController, IntakeAdminController
+from gateway.routes import (
+    V1_CONTROLLERS,
+    AdminController,
+    HealthController,
+    IntakeAdminController,
+    ShadowAdminController,
+)
 from gateway.routes._openapi import ContractSchemaPlugin
 from gateway.settings import Settings, load_settings
 
@@ -95,7 +101,14 @@ def create_app(
                 telemetry.shutdown()  # the last second of request metrics, whatever closing did
 
     app = Litestar(
-        route_handlers=[*V1_CONTROLLERS, AdminController, IntakeAdminController, HealthController, metrics_endpoint],
+        route_handlers=[
+            *V1_CONTROLLERS,
+            AdminController,
+            IntakeAdminController,
+            ShadowAdminController,
+            HealthController,
+            metrics_endpoint,
+        ],
         exception_handlers=exception_handlers,
         # Bodies and parameters are read strictly, once for every route (gateway.decoding).
         request_class=StrictRequest,

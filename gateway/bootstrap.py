@@ -18,7 +18,7 @@ import httpx
 import msgspec
 
 from erp_backends.errors import ErpError
-from erp_backends.operations import check_declared
+from erp_backends.operations import OPERATIONS, check_declared
 from erp_backends.port import CallContext, ErpBackend
 from erp_backends.sample import SampleBackend
 from erp_backends.tryton import TrytonBackend, TrytonSettings
@@ -29,6 +29,10 @@ from gateway.intake.service import IntakeService
 from gateway.intake.sqlite_store import SqliteIntakeStore
 from gateway.intake.store import IntakeStore, IntakeStoreUnavailable
 from gateway.observability.telemetry import Telemetry
+from gateway.routing.mismatches import MismatchLog, RedisMismatchLog, SqliteMismatchLog
+from gateway.routing.router import RoutedBackend
+from gateway.routing.settings import RoutingSettings
+from gateway.routing.shadow import Observe, Shadow
 from gateway.settings import BackendSettings, SampleBackendSettings, Settings, TrytonBackendSettings
 from gateway.shared_state import client_of, open_shared_state
 from gateway.writes.idempotency import IdempotencyStore, IdempotentWrites
@@ -107,16 +111,30 @@ def policy_settings(settings: Settings) -> PolicySettings:
 
 
 class ErpRuntime:
-    """Every configured backend, each in its own policy chain, and the Redis link they share.
+    """Every configured backend, each in its own policy chain, the Redis link they share, and
+    ``routed``: the one backend routes call, sending each call where ``[routing]`` says.
 
-    What a process serving the ERP port builds, HTTP or not; ``default`` serves every operation
-    for now (routing per operation comes later)."""
+    What a process serving the ERP port builds, HTTP or not."""
 
-    def __init__(self, redis: LenientState, chains: Mapping[str, PolicyChain], default: str) -> None:
+    def __init__(
+        self,
+        redis: LenientState,
+        chains: Mapping[str, PolicyChain],
+        default: str,
+        routing: RoutingSettings | None = None,
+        shadow: Shadow | None = None,
+        mismatches: MismatchLog | None = None,
+    ) -> None:
         self.redis = redis
         self.chains = dict(chains)
         self.default = self.chains[default]
+        self.routed = RoutedBackend(self.chains, default, routing or RoutingSettings(), shadow)
+        self.mismatches = mismatches
         self._start_tasks: list[asyncio.Task[None]] = []
+
+    def chain_for(self, operation: str, client_id: str | None = None) -> PolicyChain:
+        """The chain a call of ``operation`` goes to (``gateway.routing.router``)."""
+        return self.routed.chain_for(operation, client_id)
 
     def breakers(self) -> list[SharedCircuitBreaker]:
         """Every backend's breakers (``<name>:reads``, ``<name>:writes``)."""
@@ -139,6 +157,10 @@ class ErpRuntime:
     async def aclose(self) -> None:
         for task in self._start_tasks:
             task.cancel()
+        if self.routed.shadow is not None:
+            await self.routed.shadow.aclose()
+        if self.mismatches is not None:
+            await self.mismatches.aclose()
         for chain in self.chains.values():
             await chain.backend.aclose()
 
@@ -151,10 +173,13 @@ def build_erp(
     wrap_adapter: WrapAdapter | None = None,
     instrument: InstrumentClient | None = None,
     observer: ErpCallObserver | None = None,
+    observe_shadow: Observe | None = None,
 ) -> ErpRuntime:
-    """Every backend the settings name, in its own chain (``policies.chain``). ``adapter``
-    replaces the default backend's adapter (tests); ``wrap_adapter`` wraps each bare adapter;
-    ``instrument`` traces the adapters' HTTP clients, ``observer`` hears every adapter call."""
+    """Every backend the settings name, in its own chain (``policies.chain``), routed as
+    ``[routing]`` says, with its shadow reads. ``adapter`` replaces the default backend's
+    adapter (tests); ``wrap_adapter`` wraps each bare adapter; ``instrument`` traces the
+    adapters' HTTP clients, ``observer`` hears every adapter call, ``observe_shadow`` counts
+    every shadow read's outcome."""
     check_declared(ErpBackend)  # every port operation says what it is, or nothing starts
     default = settings.default_backend_name()
     chains: dict[str, PolicyChain] = {}
@@ -163,7 +188,27 @@ def build_erp(
         if wrap_adapter is not None:
             erp = wrap_adapter(erp)
         chains[name] = wrap_backend(erp, policy_settings(settings), redis, observer)
-    return ErpRuntime(redis, chains, default)
+    routing = settings.routing
+    shadow = mismatches = None
+    if routing.shadow.backend and routing.shadow.sample_rate > 0:
+        mismatches = build_mismatch_log(settings, redis)
+        shadow = Shadow(
+            routing.shadow.backend,
+            # without its cache: each sampled call asks the shadow ERP, through its own breaker and budget
+            chains[routing.shadow.backend].guarded,
+            routing.shadow,
+            mismatches,
+            observe_shadow or (lambda backend, operation, outcome: None),
+        )
+    return ErpRuntime(redis, chains, default, routing, shadow, mismatches)
+
+
+def build_mismatch_log(settings: Settings, redis: LenientState) -> MismatchLog:
+    """Redis across instances, else the host's SQLite file (``erp-gateway shadow-report`` reads it)."""
+    keep = settings.routing.shadow.keep
+    if redis.strict is not None:
+        return RedisMismatchLog(redis.strict, keep)
+    return SqliteMismatchLog(settings.routing.shadow.path, keep)
 
 
 def build_idempotency_store(settings: Settings, redis: LenientState) -> IdempotencyStore:
@@ -189,14 +234,16 @@ def build_poster(
     holds: HeldStock | None = None,
     telemetry: Telemetry | None = None,
 ) -> Poster:
-    """Posting through the default backend's whole chain (breaker, call budget, write timeout),
-    paused while that backend's write breaker refuses calls; ``holds``: this process's view of
-    the holds, told at once of what posting changed; ``telemetry``: counts the outcomes."""
-    writes = erp.default.guarded.breakers["writes"]
+    """Posting through the whole chain of the backend ``create_order`` is routed to (breaker,
+    call budget, write timeout), paused while its write breaker refuses calls; ``holds``: this
+    process's view of the holds, told at once of what posting changed; ``telemetry``: counts
+    the outcomes."""
+    chain = erp.chain_for("create_order")
+    writes = chain.guarded.breakers["writes"]
     metrics = telemetry.metrics if telemetry is not None else None
     return Poster(
         store,
-        erp.default.backend,
+        chain.backend,
         settings.intake,
         paused=lambda: writes.refusing_for() > 0,
         changed=holds.forget if holds is not None else lambda sku: None,
@@ -255,15 +302,17 @@ class Runtime:
             wrap_adapter=wrap_adapter,
             instrument=telemetry.instrument_http_client if telemetry else None,
             observer=telemetry if telemetry is not None and telemetry.observes_erp_calls else None,
+            observe_shadow=telemetry.metrics.observe_shadow if telemetry and telemetry.metrics else None,
         )
         self.writes = IdempotentWrites(build_idempotency_store(settings, self.redis), settings.idempotency)
-        self.returns = ReturnWrites(self.erp.default.backend, self.writes)
+        self.returns = ReturnWrites(self.erp.routed, self.writes)
         self.intake: IntakeService | None = None
         self.poster: Poster | None = None
         if settings.intake.enabled:
             store = build_intake_store(settings, self.redis)
             holds = HeldStock(store, settings.cache.local_ttl_seconds)
-            self.intake = IntakeService(store, self.erp.default, settings.intake, holds)
+            # judged on the stock of the ERP the order is posted to (it commits that stock)
+            self.intake = IntakeService(store, self.erp.chain_for("create_order"), settings.intake, holds)
             if settings.intake.post_in_workers:
                 self.poster = build_poster(settings, self.erp, store, holds, telemetry)
         self._posting: asyncio.Task[None] | None = None
@@ -277,7 +326,8 @@ class Runtime:
             self._posting = asyncio.get_running_loop().create_task(self.poster.run())
 
     async def readiness(self) -> list[Check]:
-        """Every backend must answer (the default one is required); Redis and breakers are
+        """Every backend is asked; one serving every operation is required (with several, a
+        down one fails only the operations routed to it: the instance stays ready); Redis and breakers are
         reported, a down Redis only degrades. Both are asked at once, and the shared state is
         given ``SHARED_CHECKS_SECONDS``: a Redis that hangs through a failover reports itself
         down in time instead of making the whole probe time out (which would count as the
@@ -287,13 +337,18 @@ class Runtime:
 
     async def _backend_checks(self) -> list[Check]:
         checks: list[Check] = []
+        serves = self.erp.routed.serves()
+        every = set(OPERATIONS)
         for name, chain in self.erp.chains.items():
-            required = chain is self.erp.default  # the others serve no operation yet
+            required = serves[name] == every
+            role = f"serves {', '.join(sorted(serves[name]))}" if serves[name] else "serves no operation"
+            if self.erp.routed.shadow is not None and self.erp.routed.shadow.name == name:
+                role += " (and shadow reads)"
             try:
                 await chain.backend.check_ready()
-                checks.append(Check(name=f"backend:{name}", ok=True, required=required))
+                checks.append(Check(name=f"backend:{name}", ok=True, required=required, detail=role))
             except (ErpError, TimeoutError) as exc:
-                detail = str(exc) or "timed out"
+                detail = f"{str(exc) or 'timed out'}; {role}"
                 checks.append(Check(name=f"backend:{name}", ok=False, required=required, detail=detail))
         return checks
 

@@ -166,11 +166,61 @@ def _check_backend(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.check_backend import Subjects, check_backend
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per ERP call would drown the table
+    if args.compare:
+        return _compare(settings, *args.compare)
     given = {k: v for k in ("sku", "customer", "order", "currency") if (v := getattr(args, k))}
     subjects = Subjects(**given) if given or not args.dataset else None
     table, ok = check_backend(build_adapter(settings), subjects, with_dataset=args.dataset)
     print(table)
     return 0 if ok else 1
+
+
+def _compare(settings: Settings, a: str, b: str) -> int:
+    """The dataset's reads on two configured backends; exit 1 when any answer differs."""
+    from erp_backends.dataset import load_dataset
+    from gateway.bootstrap import build_adapter
+    from gateway.routing.compare_backends import compare_backends, format_comparison
+    from gateway.routing.settings import names as listed
+
+    names = list(settings.backend_entries())
+    for name in (a, b):
+        if name not in names:
+            print(f"{name!r} is not a configured backend; one of: {', '.join(names)}", file=sys.stderr)
+            return 2
+
+    async def run() -> tuple[int, list[Any]]:
+        left, right = build_adapter(settings, name=a), build_adapter(settings, name=b)
+        try:
+            return await compare_backends(left, right, load_dataset(), listed(settings.routing.shadow.ignore))
+        finally:
+            await left.aclose()
+            await right.aclose()
+
+    reads, found = asyncio.run(run())
+    print(format_comparison(a, b, reads, found))
+    return 1 if found else 0
+
+
+def _shadow_report(args: argparse.Namespace, settings: Settings) -> int:
+    """The shadow reads' newest mismatches, from where the gateway keeps them (Redis or the host's file)."""
+    from gateway.bootstrap import build_mismatch_log
+    from gateway.routes.shadow import report_of
+    from gateway.shared_state import open_shared_state
+
+    async def run() -> bytes:
+        redis = open_shared_state(settings.redis)
+        log = build_mismatch_log(settings, redis)
+        try:
+            report = report_of(await log.recent(args.limit))
+            if args.clear:
+                await log.clear()
+            return msgspec.json.format(msgspec.json.encode(report), indent=2)
+        finally:
+            await log.aclose()
+            await redis.aclose()
+
+    print(asyncio.run(run()).decode())
+    return 0
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
@@ -265,7 +315,20 @@ def main(argv: Sequence[str] | None = None, *, wrap_adapter: WrapAdapter | None 
     check.add_argument("--customer", help="a customer reference that exists in the ERP")
     check.add_argument("--order", help="an order number that exists in the ERP")
     check.add_argument("--currency", help="the currency the ERP prices in (default EUR)")
+    check.add_argument(
+        "--compare",
+        nargs=2,
+        metavar=("A", "B"),
+        help="ask two configured backends the dataset's reads and print where their answers differ",
+    )
     check.set_defaults(run=_check_backend)
+
+    report = commands.add_parser(
+        "shadow-report", help="print the newest mismatches of shadow reads (field paths, both values), as JSON"
+    )
+    report.add_argument("--limit", type=_bounded(1, 1000), default=100, help="at most this many (default 100)")
+    report.add_argument("--clear", action="store_true", help="then forget them (to read the report afresh)")
+    report.set_defaults(run=_shadow_report)
 
     work = commands.add_parser("worker", help="post accepted orders to the ERP (order intake), until SIGTERM")
     work.add_argument("--once", action="store_true", help="post what is due now, then exit")

@@ -111,7 +111,11 @@ class HotPath:
         if identity is None or not all(s in identity.scopes for s in self._scopes):
             return None
         runtime: Runtime = self._litestar.state.runtime
-        cache = runtime.erp.default.cache
+        chain = runtime.erp.chain_for("get_availability", identity.client_id)
+        shadow = runtime.erp.routed.shadow
+        if shadow is not None and shadow.shadows("get_availability"):
+            return None  # sampled for shadow reads: the route answers
+        cache = chain.cache
         found = cache.cached_availability(sku) if cache is not None else None
         if found is None or (runtime.intake is not None and not runtime.intake.holds.none_held(sku)):
             return None  # held units to subtract, or not known to be none: the route answers
@@ -124,5 +128,7 @@ class HotPath:
         body, ttl = found
         set_client_identity(scope, identity)
         scope["path_template"] = self._template
-        notes_for(scope).hit(ttl)
+        notes = notes_for(scope)
+        notes.hit(ttl)
+        notes.backend = chain.name
         return body

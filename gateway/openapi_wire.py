@@ -61,6 +61,14 @@ HEADERS: dict[str, dict[str, Any]] = {
         "erp-gateway; hit; ttl=4",
         required=False,
     ),
+    "ERP-Backend": _header(
+        "The configured backend that answered (several backends at once: routing per operation and caller, "
+        "lookups that ask an old ERP after the new one). Absent when no backend was asked (an idempotent "
+        "replay, a refusal before the ERP call).",
+        {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"},
+        "legacy",
+        required=False,
+    ),
     "Location": _header(
         "Where what was created is read back: the return authorization (`getReturn`), the order intake "
         "(`getOrderIntake`).",
@@ -107,6 +115,8 @@ HEADERS: dict[str, dict[str, Any]] = {
 CACHED_OPERATIONS = frozenset(
     {"getAvailability", "getAvailabilityBatch", "checkPrices", "getOrder", "findOrdersByExternalRef"}
 )
+#: Operations answered by a backend, so may carry ``ERP-Backend``.
+BACKEND_OPERATIONS = CACHED_OPERATIONS | {"validateOrder", "getReturn", "createReturn"}
 #: Answered before the quota is counted (the token is refused, no route matched the method, the
 #: header section is too large): no ``RateLimit`` headers.
 _BEFORE_QUOTA = frozenset({"401", "405", "431"})
@@ -150,6 +160,8 @@ def _headers_for(path: str, operation_id: str, status: str) -> list[tuple[str, s
         out += [("RateLimit-Policy", "RateLimit-Policy"), ("RateLimit", "RateLimit")]
     if operation_id in CACHED_OPERATIONS and status not in _BEFORE_CACHE:
         out.append(("Cache-Status", "Cache-Status"))
+    if operation_id in BACKEND_OPERATIONS and status.startswith("2"):
+        out.append(("ERP-Backend", "ERP-Backend"))
     if (operation_id, status) in {("createReturn", "201"), ("submitOrder", "202")}:
         out += [("Location", "Location"), ("Idempotent-Replayed", "Idempotent-Replayed")]
     if v1 and status in {"429", "503", "504"}:

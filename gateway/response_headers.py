@@ -2,7 +2,8 @@
 
 In order: the security headers, the correlation ID (``X-Request-ID``), the per-client quota
 (``RateLimit``, ``RateLimit-Policy``, left in the scope by the quota middleware), and
-``Cache-Status`` (RFC 9211) when the cache took part (the request's ``CallNotes``),
+``Cache-Status`` (RFC 9211) when the cache took part and ``ERP-Backend`` naming the backend
+that answered (the request's ``CallNotes``),
 ``Deprecation``/``Sunset``/``Link`` when the route is deprecated (``gateway.deprecation``);
 then the audit log line for writes.
 """
@@ -30,8 +31,11 @@ async def finish_response(message: Message, scope: Scope) -> None:
     add_security_headers(headers, scope.get("path", ""))  # first: it looks for the route's own Cache-Control
     headers.append((b"x-request-id", correlation_id(scope).encode("ascii")))
     headers.extend(quota_headers(scope))
-    if (notes := call_notes(scope)) is not None and (status := cache_status(notes)) is not None:
-        headers.append((b"cache-status", status.encode("ascii")))
+    if (notes := call_notes(scope)) is not None:
+        if (status := cache_status(notes)) is not None:
+            headers.append((b"cache-status", status.encode("ascii")))
+        if notes.backend is not None:
+            headers.append((b"erp-backend", notes.backend.encode("ascii")))
     headers.extend(deprecation_headers(scope))
     message["headers"] = headers
     audit_writes(message, scope)

@@ -28,6 +28,7 @@ from erp_backends.tryton import TrytonSettings
 from gateway.auth.settings import AuthSettings
 from gateway.intake.settings import IntakeSettings
 from gateway.observability.settings import ObservabilitySettings
+from gateway.routing.settings import RoutingSettings
 from gateway.shared_state.connect import RedisSettings, parse_nodes
 from gateway.writes.idempotency import IdempotencySettings
 from policies.caching import CacheSettings
@@ -127,6 +128,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
     timeouts: TimeoutSettings = msgspec.field(default_factory=TimeoutSettings)
     idempotency: IdempotencySettings = msgspec.field(default_factory=IdempotencySettings)
     intake: IntakeSettings = msgspec.field(default_factory=IntakeSettings)
+    routing: RoutingSettings = msgspec.field(default_factory=RoutingSettings)
     observability: ObservabilitySettings = msgspec.field(default_factory=ObservabilitySettings)
 
     def backend_entries(self) -> dict[str, BackendSettings]:
@@ -138,7 +140,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fields=
         return {self.backend: msgspec.convert(msgspec.to_builtins(section), _KIND_OF[self.backend])}
 
     def default_backend_name(self) -> str:
-        """The backend serving every operation (routing per operation comes later)."""
+        """The backend serving every operation no routing rule sends elsewhere (``routing``)."""
         if self.default_backend:
             return self.default_backend
         names = list(self.backends) or [self.backend]
@@ -353,6 +355,8 @@ def _check_backends(settings: Settings) -> None:
     if not chosen and len(names) > 1:
         hint = f"several backends are configured ({', '.join(names)}): name the one serving every operation"
         raise SettingsError(env_name("default_backend"), hint, "default_backend")
+    for dotted, problem in settings.routing.problems(names):
+        raise SettingsError(env_name(dotted), problem, dotted)
 
 
 _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)

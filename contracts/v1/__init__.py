@@ -27,6 +27,7 @@ from contracts.v1.orders import (
 from contracts.v1.pricing import PriceCheck, PriceCheckLine, PriceCheckRequest, PriceLine, PriceSource, Rounding
 from contracts.v1.problems import FieldError, Problem
 from contracts.v1.returns import RefundEstimate, ReturnAuthorization, ReturnLine, ReturnRequest, ReturnRequestLine
+from contracts.v1.shadow import ShadowDifference, ShadowMismatch, ShadowReport
 
 __all__ = [
     "Address",
@@ -57,6 +58,9 @@ __all__ = [
     "ReturnRequest",
     "ReturnRequestLine",
     "Rounding",
+    "ShadowDifference",
+    "ShadowMismatch",
+    "ShadowReport",
     "Shipment",
     "ShipmentLine",
     "ShippingAddress",

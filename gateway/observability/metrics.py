@@ -108,6 +108,12 @@ class GatewayMetrics:
             ("outcome",),
             registry=own,
         )
+        self.shadow_reads = Counter(
+            "erpgw_shadow_reads",
+            "Shadow reads by shadow backend, operation and outcome (match, mismatch, error, skipped).",
+            ("backend", "operation", "outcome"),
+            registry=own,
+        )
         self._max_clients = max_clients
         self._clients: set[str] = set()
         self._request_children: dict[tuple[str, str, int, str], tuple[Any, Any]] = {}
@@ -180,6 +186,10 @@ class GatewayMetrics:
     def observe_intake_post(self, outcome: str) -> None:
         """One posting attempt's outcome (rare next to requests: written at once)."""
         self.intake_posts.labels(outcome).inc()
+
+    def observe_shadow(self, backend: str, operation: str, outcome: str) -> None:
+        """One shadow read's outcome (``gateway.routing.shadow``)."""
+        self.shadow_reads.labels(backend, operation, outcome).inc()
 
     def set_breaker_state(self, breaker: str, state: str) -> None:
         self.breaker_state.labels(breaker).set(BREAKER_STATES.get(state, 2.0))

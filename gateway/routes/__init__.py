@@ -11,7 +11,8 @@ from gateway.routes.intake import IntakeAdminController, IntakeController
 from gateway.routes.orders import OrdersController
 from gateway.routes.prices import PricesController
 from gateway.routes.returns import ReturnsController
+from gateway.routes.shadow import ShadowAdminController
 
-__all__ = ["V1_CONTROLLERS", "AdminController", "HealthController", "IntakeAdminController"]
+__all__ = ["V1_CONTROLLERS", "AdminController", "HealthController", "IntakeAdminController", "ShadowAdminController"]
 
 V1_CONTROLLERS = [AvailabilityController, PricesController, OrdersController, IntakeController, ReturnsController]

@@ -42,5 +42,5 @@ def call_context(request: AnyRequest) -> CallContext:
 
 
 def erp_call(request: AnyRequest) -> tuple[ErpBackend, CallContext]:
-    """The ERP backend (wrapped in its policies) and the context to pass with each call."""
-    return runtime_of(request).erp.default.backend, call_context(request)
+    """The ERP backend (each call routed to a backend in its policies) and the context to pass with each call."""
+    return runtime_of(request).erp.routed, call_context(request)
