@@ -34,7 +34,7 @@ class CallNotes:
     read by whoever answers (``Cache-Status``, metrics). One per request, carried by its
     ``CallContext``, so a background task holding another context can never write into it."""
 
-    __slots__ = ("backend", "collapsed", "hits", "misses", "read_at", "stale", "stale_if_error", "ttl")
+    __slots__ = ("backend", "collapsed", "hits", "misses", "read_at", "sampled", "stale", "stale_if_error", "ttl")
 
     def __init__(self) -> None:
         self.hits = self.misses = self.stale = 0
@@ -46,6 +46,8 @@ class CallNotes:
         self.read_at: dict[str, float] = {}
         #: The named backend that answered (routing: the ``ERP-Backend`` header); None: none did.
         self.backend: str | None = None
+        #: Shadow reads drew this request already (the hot path): True sampled, False not.
+        self.sampled: bool | None = None
 
     def hit(self, ttl: float) -> None:
         """One entry served from the cache with ``ttl`` seconds of freshness left."""

@@ -18,10 +18,11 @@ import httpx
 import msgspec
 
 from erp_backends.errors import ErpError
-from erp_backends.operations import OPERATIONS, check_declared
+from erp_backends.operations import check_declared
 from erp_backends.port import CallContext, ErpBackend
 from erp_backends.sample import SampleBackend
 from erp_backends.tryton import TrytonBackend, TrytonSettings
+from erp_backends.wrapping import WrappingBackend
 from gateway.intake.holds import HeldStock
 from gateway.intake.poster import Poster
 from gateway.intake.redis_store import RedisIntakeStore
@@ -130,6 +131,8 @@ class ErpRuntime:
         self.default = self.chains[default]
         self.routed = RoutedBackend(self.chains, default, routing or RoutingSettings(), shadow)
         self.mismatches = mismatches
+        #: The shadow chain's breakers (``<name>_shadow:*``), reported with the others.
+        self.shadow_breakers: list[SharedCircuitBreaker] = []
         self._start_tasks: list[asyncio.Task[None]] = []
 
     def chain_for(self, operation: str, client_id: str | None = None) -> PolicyChain:
@@ -138,7 +141,8 @@ class ErpRuntime:
 
     def breakers(self) -> list[SharedCircuitBreaker]:
         """Every backend's breakers (``<name>:reads``, ``<name>:writes``)."""
-        return [breaker for chain in self.chains.values() for breaker in chain.guarded.breakers.values()]
+        own = [breaker for chain in self.chains.values() for breaker in chain.guarded.breakers.values()]
+        return [*own, *self.shadow_breakers]
 
     def start(self) -> None:
         """Start every adapter in the background (login, reference data) so the first requests
@@ -183,24 +187,49 @@ def build_erp(
     check_declared(ErpBackend)  # every port operation says what it is, or nothing starts
     default = settings.default_backend_name()
     chains: dict[str, PolicyChain] = {}
+    adapters: dict[str, ErpBackend] = {}
+    shadow_breakers: list[SharedCircuitBreaker] = []
     for name in settings.backend_entries():
         erp = adapter if adapter is not None and name == default else build_adapter(settings, instrument, name)
         if wrap_adapter is not None:
             erp = wrap_adapter(erp)
+        adapters[name] = erp
         chains[name] = wrap_backend(erp, policy_settings(settings), redis, observer)
     routing = settings.routing
     shadow = mismatches = None
     if routing.shadow.backend and routing.shadow.sample_rate > 0:
         mismatches = build_mismatch_log(settings, redis)
+        # a chain of its own on the same adapter, without a cache: its own breakers
+        # (``<name>_shadow:reads``), call budget and metrics label, so a slow or failing shadow
+        # never opens the breaker or spends the budget of live calls routed to that backend
+        own = wrap_backend(
+            Renamed(adapters[routing.shadow.backend], f"{routing.shadow.backend}_shadow"),
+            policy_settings(settings),
+            redis,
+            observer,
+        )
+        shadow_breakers.extend(own.guarded.breakers.values())
         shadow = Shadow(
             routing.shadow.backend,
-            # without its cache: each sampled call asks the shadow ERP, through its own breaker and budget
-            chains[routing.shadow.backend].guarded,
+            own.guarded,
             routing.shadow,
             mismatches,
             observe_shadow or (lambda backend, operation, outcome: None),
         )
-    return ErpRuntime(redis, chains, default, routing, shadow, mismatches)
+    runtime = ErpRuntime(redis, chains, default, routing, shadow, mismatches)
+    runtime.shadow_breakers = shadow_breakers
+    return runtime
+
+
+class Renamed(WrappingBackend):
+    """The same adapter under another name (the shadow's chain: breakers, budget, metrics)."""
+
+    def __init__(self, inner: ErpBackend, name: str) -> None:
+        super().__init__(inner)
+        self.name = name
+
+    async def aclose(self) -> None:  # the adapter is closed once, by its own chain
+        return None
 
 
 def build_mismatch_log(settings: Settings, redis: LenientState) -> MismatchLog:
@@ -338,9 +367,11 @@ class Runtime:
     async def _backend_checks(self) -> list[Check]:
         checks: list[Check] = []
         serves = self.erp.routed.serves()
-        every = set(OPERATIONS)
+        serving = [name for name, operations in serves.items() if operations]
         for name, chain in self.erp.chains.items():
-            required = serves[name] == every
+            # the one backend serving anything: down, the instance can answer nothing but cache
+            # hits; one of several: a down one fails only its operations, the instance stays ready
+            required = serving == [name]
             role = f"serves {', '.join(sorted(serves[name]))}" if serves[name] else "serves no operation"
             if self.erp.routed.shadow is not None and self.erp.routed.shadow.name == name:
                 role += " (and shadow reads)"

@@ -113,8 +113,9 @@ class HotPath:
         runtime: Runtime = self._litestar.state.runtime
         chain = runtime.erp.chain_for("get_availability", identity.client_id)
         shadow = runtime.erp.routed.shadow
-        if shadow is not None and shadow.shadows("get_availability"):
-            return None  # sampled for shadow reads: the route answers
+        if shadow is not None and shadow.draw("get_availability", chain.name):
+            notes_for(scope).sampled = True
+            return None  # sampled for a shadow read: the route answers (and offers it)
         cache = chain.cache
         found = cache.cached_availability(sku) if cache is not None else None
         if found is None or (runtime.intake is not None and not runtime.intake.holds.none_held(sku)):

@@ -355,7 +355,7 @@ def _check_backends(settings: Settings) -> None:
     if not chosen and len(names) > 1:
         hint = f"several backends are configured ({', '.join(names)}): name the one serving every operation"
         raise SettingsError(env_name("default_backend"), hint, "default_backend")
-    for dotted, problem in settings.routing.problems(names):
+    for dotted, problem in settings.routing.problems(names, settings.default_backend_name()):
         raise SettingsError(env_name(dotted), problem, dotted)
 
 

@@ -68,7 +68,8 @@ def _walk(a: Any, b: Any, path: str, personal: bool, out: list[Difference], limi
                 continue
             child = f"{path}.{key}" if path else key
             if key not in a or key not in b:
-                _differ(child, a.get(key), b.get(key), personal or key in _PERSONAL, out)
+                if a.get(key) is not None or b.get(key) is not None:  # null and absent say the same
+                    _differ(child, a.get(key), b.get(key), personal or key in _PERSONAL, out)
             else:
                 _walk(a[key], b[key], child, personal or key in _PERSONAL, out, limit)
         return
@@ -128,9 +129,14 @@ def _differ(path: str, a: Any, b: Any, personal: bool, out: list[Difference]) ->
 
 
 def _shown(value: Any) -> Any:
-    """A value as the report shows it (JSON): numbers as their text, dates ISO."""
+    """A value as the report shows it (JSON): numbers as their text, dates ISO, contact data
+    inside a whole item withheld."""
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
-    return value if not isinstance(value, dict | list) else msgspec.json.decode(msgspec.json.encode(value))
+    if isinstance(value, dict):
+        return {k: (WITHHELD if k in _PERSONAL and v is not None else _shown(v)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shown(item) for item in value]
+    return value

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from contracts.v1 import OrderValidationRequest, PriceCheckLine, PriceCheckRequest, ValidationLine
 from erp_backends.dataset import Dataset
-from erp_backends.errors import ErpError
+from erp_backends.errors import ErpError, NotFound, Rejected
 from erp_backends.port import CallContext, ErpBackend
 from gateway.routing.compare import Difference, differences
 
@@ -68,17 +68,30 @@ async def compare_backends(
     for operation, subject, read in reads:
         left, right = await _answer(read, a), await _answer(read, b)
         diff = differences(left, right, ignore=ignore)
+        if not diff and isinstance(left, _Failed):  # both down alike proves nothing
+            diff = [Difference(path="", primary=left.error, shadow=right.error if isinstance(right, _Failed) else "")]
         if diff:
             found.append((operation, subject, diff))
     return len(reads), found
 
 
+class _Failed(dict[str, str]):
+    """A backend that could not answer (down, timed out): never alike with anything."""
+
+    @property
+    def error(self) -> str:
+        return self["error"]
+
+
 async def _answer(read: Read, backend: ErpBackend) -> object:
-    """The answer, or what went wrong as a value (two ERPs refusing alike agree)."""
+    """The answer, or the refusal as a value (two ERPs refusing alike agree: an unknown order
+    is NotFound on both), or ``_Failed``."""
     try:
         return await read(backend)
+    except (NotFound, Rejected) as exc:
+        return {"refused": type(exc).__name__, "code": getattr(exc, "code", "")}
     except ErpError as exc:
-        return {"error": type(exc).__name__, "code": getattr(exc, "code", None)}
+        return _Failed(error=f"{type(exc).__name__}: {exc}")
 
 
 def format_comparison(a: str, b: str, reads: int, found: list[Comparison]) -> str:

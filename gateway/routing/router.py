@@ -5,8 +5,10 @@ backend that answered (the ``ERP-Backend`` response header). A backend that is d
 the calls routed to it.
 
 Lookups (``get_order``, ``find_orders``, ``get_return``) with a ``lookup_order`` ask those
-backends in turn: the first that knows the document answers; none knows it: 404; one of them
-could not answer and none knew it: that failure (the order may be in the one that is down).
+backends in turn: the first that knows the document answers (``find_orders``: the first with
+any order of that reference); none knows it: 404; one of them could not answer and none knew
+it: that failure (the order may be in the one that is down). A return is authorized by the
+backend the order is found in. A caller's own rule for an operation wins over the lookups.
 """
 
 from __future__ import annotations
@@ -45,12 +47,16 @@ class RoutedBackend(WrappingBackend):
 
     def chain_for(self, operation: str, client_id: str | None) -> PolicyChain:
         """The chain serving ``operation`` for this caller (the rules' order: the module's)."""
-        rules = self._clients.get(client_id) if client_id is not None else None
-        if rules is not None:
-            name = rules.get(operation) or rules.get("default")
-            if name is not None:
-                return self.chains[name]
-        return self.chains[self._operations.get(operation, self.default)]
+        name = self._client_rule(operation, client_id)
+        return self.chains[name or self._operations.get(operation, self.default)]
+
+    def _client_rule(self, operation: str, client_id: str | None) -> str | None:
+        """The backend a caller's own rule names; never for ``create_order``: intake posts every
+        order where it judged its stock, whoever sent it (``operations.create_order``)."""
+        rules = self._clients.get(client_id) if client_id is not None and operation != "create_order" else None
+        if rules is None:
+            return None
+        return rules.get(operation) or rules.get("default")
 
     def serves(self) -> dict[str, set[str]]:
         """backend -> the operations some rule (or the default) sends to it."""
@@ -59,8 +65,8 @@ class RoutedBackend(WrappingBackend):
         out: dict[str, set[str]] = {name: set() for name in self.chains}
         for operation in OPERATIONS:
             out[self._operations.get(operation, self.default)].add(operation)
-            for rules in self._clients.values():
-                if (name := rules.get(operation) or rules.get("default")) is not None:
+            for client in self._clients:
+                if (name := self._client_rule(operation, client)) is not None:
                     out[name].add(operation)
             if operation in LOOKUPS:
                 for name in self._lookups:
@@ -68,14 +74,21 @@ class RoutedBackend(WrappingBackend):
         return out
 
     async def handle(self, invocation: Invocation[T]) -> T:
-        if invocation.operation in LOOKUPS and self._lookups:
+        operation, client = invocation.operation, invocation.ctx.client_id
+        spanning = bool(self._lookups) and self._client_rule(operation, client) is None
+        if spanning and operation in LOOKUPS:
             name, answer = await self._look_up(invocation)
         else:
-            name = self.chain_for(invocation.operation, invocation.ctx.client_id).name
+            if spanning and operation == "create_return":  # where the order is: the ERP that shipped it
+                order: Invocation[Any] = Invocation("get_order", (invocation.args[0].order_number,), invocation.ctx)
+                name = (await self._look_up(order))[0]
+            else:
+                name = self.chain_for(operation, client).name
             answer = await invocation.send(self.chains[name].backend)
         if invocation.ctx.notes is not None:
             invocation.ctx.notes.backend = name
-        if self.shadow is not None:
+        # a lookup has asked every backend of lookup_order already: shadowing it again is noise
+        if self.shadow is not None and not (spanning and operation in LOOKUPS and self.shadow.name in self._lookups):
             self.shadow.offer(invocation, answer, name)
         return answer
 

@@ -64,7 +64,7 @@ class RoutingSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     def shadowed(self) -> frozenset[str]:
         return frozenset(names(self.shadow.operations)) if self.shadow.backend else frozenset()
 
-    def problems(self, backends: list[str]) -> list[tuple[str, str]]:
+    def problems(self, backends: list[str], default: str = "") -> list[tuple[str, str]]:
         """(dotted setting, what is wrong) for every rule naming what does not exist."""
         out: list[tuple[str, str]] = []
 
@@ -80,13 +80,20 @@ class RoutingSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
             for operation, name in rules.items():
                 if operation != "default" and operation not in OPERATIONS:
                     out.append((f"routing.clients.{client}.{operation}", "no such operation (or default)"))
+                if operation == "create_order":
+                    hint = "orders are posted where intake judged their stock, whoever sent them: use operations"
+                    out.append((f"routing.clients.{client}.{operation}", hint))
                 backend(f"routing.clients.{client}.{operation}", name)
         for name in self.lookups():
             backend("routing.lookup_order", name)
         if len(set(self.lookups())) != len(self.lookups()):
             out.append(("routing.lookup_order", "names a backend twice"))
+        if self.shadow.sample_rate > 0 and not self.shadow.backend:
+            out.append(("routing.shadow.sample_rate", "set routing.shadow.backend too: the backend to shadow reads to"))
         if self.shadow.backend:
             backend("routing.shadow.backend", self.shadow.backend)
+            if self.shadow.backend == default and not self.operations and not self.clients:
+                out.append(("routing.shadow.backend", f"{default!r} serves every read already: shadow another backend"))
             for operation in self.shadowed() - SHADOWABLE:
                 out.append(
                     (

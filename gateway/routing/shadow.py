@@ -60,9 +60,9 @@ class Shadow:
         self._chance = chance
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def shadows(self, operation: str) -> bool:
-        """Some calls of ``operation`` are shadowed."""
-        return operation in self._operations and self._rate > 0
+    def draw(self, operation: str, primary: str) -> bool:
+        """Whether this call of ``operation``, served by ``primary``, is sampled."""
+        return operation in self._operations and primary != self.name and self._chance() < self._rate
 
     @property
     def in_flight(self) -> int:
@@ -71,7 +71,11 @@ class Shadow:
     def offer(self, invocation: Invocation[Any], answer: object, primary: str) -> None:
         """Maybe ask the shadow too, in the background; never raises, never waits."""
         operation = invocation.operation
-        if operation not in self._operations or primary == self.name or self._chance() >= self._rate:
+        notes = invocation.ctx.notes
+        drawn = notes.sampled if notes is not None else None
+        if drawn is False or (drawn is None and not self.draw(operation, primary)):
+            return
+        if operation not in self._operations or primary == self.name:
             return
         if len(self._tasks) >= self._max:
             self._observe(self.name, operation, "skipped")

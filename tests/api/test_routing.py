@@ -122,6 +122,10 @@ def test_a_caller_may_have_a_backend_of_its_own(several: Callable[..., Settings]
         assert client.get("/v1/availability/TEE-NVY-M").headers["erp-backend"] == "next"
     with gateway(settings, {}) as client:
         assert client.get("/v1/availability/TEE-NVY-M").headers["erp-backend"] == "legacy"
+        # two backends serving: neither alone decides the instance's readiness
+        checks = {c["name"]: c for c in client.get("/readyz").json()["checks"]}
+        assert not checks["backend:next"]["required"]
+        assert not checks["backend:legacy"]["required"]
 
 
 def test_a_lookup_finds_an_order_only_the_old_erp_holds(
@@ -146,6 +150,14 @@ def test_a_lookup_finds_an_order_only_the_old_erp_holds(
         assert [o["orderNumber"] for o in by_ref.json()["items"]] == ["SO-1002"]
         assert by_ref.headers["erp-backend"] == "legacy"
         assert_problem(client.get("/v1/orders/SO-9999"), 404, "order-not-found")
+        # a return for the order only the old ERP holds is authorized there
+        returned = client.post(
+            "/v1/returns",
+            json={"orderNumber": "SO-1002", "lines": [{"lineRef": "1", "quantity": 1, "reason": "damaged"}]},
+            headers={"Idempotency-Key": "rma-so-1002"},
+        )
+        assert returned.status_code == 201, returned.text
+        assert returned.headers["erp-backend"] == "legacy"
         # the new ERP down and the old one without it: not a 404 (it may be in the one that is down)
         faults["next"] = Fault(mode="down")
         assert_problem(client.get("/v1/orders/SO-9998"), 503, "erp-unavailable")
@@ -224,7 +236,9 @@ def test_a_shadow_down_or_slow_never_reaches_the_caller(
         counts = _shadow_counts(client)
         assert counts.get(("get_availability", "error")) == 6
         checks = {c["name"]: c for c in client.get("/readyz").json()["checks"]}
-        assert checks["breaker:next:reads"]["detail"] == "open"
+        # the shadow's own breaker: live calls routed to next keep theirs closed
+        assert checks["breaker:next_shadow:reads"]["detail"] == "open"
+        assert checks["breaker:next:reads"]["detail"] == "closed"
         for sku in ["CHAIR-OAK", "CANDLE-FIG", "SOCK-ANT-43-46"]:
             assert client.get(f"/v1/availability/{sku}").status_code == 200
             _drain(client)

@@ -28,6 +28,7 @@ from erp_backends.port import ErpBackend
 from erp_backends.wrapping import WrappingBackend
 
 __all__ = [
+    "BACKEND_ENV",
     "CALLS_LOG_ENV",
     "CONTROL_FILE_ENV",
     "Fault",
@@ -41,6 +42,8 @@ T = TypeVar("T")
 #: The variables the e2e tests (and bench) set; read by ``from_environment`` only, never by the gateway.
 CONTROL_FILE_ENV = "ERPGW_FAULTS__CONTROL_FILE"
 CALLS_LOG_ENV = "ERPGW_FAULTS__CALLS_LOG"
+#: Only the backend of this name is wrapped (several backends: one slow shadow); unset: every one.
+BACKEND_ENV = "ERPGW_FAULTS__BACKEND"
 
 
 class Fault(msgspec.Struct, kw_only=True):
@@ -112,8 +115,11 @@ def from_environment(environ: Mapping[str, str] | None = None) -> Callable[[ErpB
         return None
     calls_log = environ.get(CALLS_LOG_ENV, "")
     record = _log_to(Path(calls_log)) if calls_log else None
+    only = environ.get(BACKEND_ENV, "")
 
     def wrap(adapter: ErpBackend) -> ErpBackend:
+        if only and adapter.name != only:
+            return adapter
         return FaultInjectingBackend(adapter, FileControl(Path(control)), record)
 
     return wrap

@@ -12,10 +12,10 @@ from __future__ import annotations
 import os
 
 from gateway.cli import main
-from tests.harness.faults import CALLS_LOG_ENV, CONTROL_FILE_ENV, from_environment
+from tests.harness.faults import BACKEND_ENV, CALLS_LOG_ENV, CONTROL_FILE_ENV, from_environment
 
 if __name__ == "__main__":
     hook = from_environment()
-    for name in (CONTROL_FILE_ENV, CALLS_LOG_ENV):
+    for name in (CONTROL_FILE_ENV, CALLS_LOG_ENV, BACKEND_ENV):
         os.environ.pop(name, None)
     raise SystemExit(main(wrap_adapter=hook))

@@ -69,3 +69,23 @@ def test_contact_data_is_never_shown() -> None:
 
 def test_at_most_limit_differences() -> None:
     assert len(differences({"a": list(range(100))}, {"a": list(range(1, 101))}, limit=7)) == 7
+
+
+def test_a_whole_item_on_one_side_only_shows_no_contact_data_and_null_is_absent() -> None:
+    customer = {"reference": "C-1", "name": "Ann Secret", "email": "ann@x.io", "address": {"street": "Main 1"}}
+    found = differences({"customer": customer, "note": None}, {})
+    assert found == [
+        Difference(
+            path="customer",
+            primary={"reference": "C-1", "name": WITHHELD, "email": WITHHELD, "address": WITHHELD},
+            shadow=None,
+        )
+    ]
+    assert "Secret" not in repr(found)
+
+
+def test_known_differences_are_left_out_by_path_whatever_the_item() -> None:
+    a = {"lines": [{"sku": "A", "source": {"rule": "X"}}, {"sku": "B", "source": {"rule": "Y"}}], "total": 1}
+    b = {"lines": [{"sku": "A", "source": {"rule": None}}, {"sku": "B", "source": {"rule": None}}], "total": 2}
+    assert differences(a, b, ignore=["source.rule"]) == [Difference(path="total", primary=1, shadow=2)]
+    assert len(differences(a, b)) == 3
