@@ -10,17 +10,15 @@ accept, with its key and reference. References are unique per client (``ref_key`
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import msgspec
 
 from contracts.v1.intake import IntakeStatus
-from erp_backends.sqlite_file import open_shared
+from erp_backends.sqlite_file import SqliteWorker, open_shared
 from gateway.intake.store import (
     ACTIVE,
     Accepted,
@@ -141,34 +139,20 @@ class SqliteIntakeStore(IntakeStore):
         self._path = Path(path)
         self._keep = posted_hold_seconds
         self._retention = retention_seconds
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="intake")
-        self._conn: sqlite3.Connection | None = None
+        self._file = SqliteWorker(self._connect, "intake")
 
     def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            conn = open_shared(self._path)
-            try:
-                _migrate(conn)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
-        return self._conn
+        conn = open_shared(self._path)
+        try:
+            _migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     async def _atomic(self, step: Callable[..., T], *args: Any) -> T:
-        def run() -> T:
-            conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = step(conn, *args)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+            return await self._file.atomic(lambda conn: step(conn, *args))
         except (sqlite3.Error, OSError) as exc:
             raise IntakeStoreUnavailable(f"intake file {self._path}: {exc}") from exc
 
@@ -393,13 +377,7 @@ class SqliteIntakeStore(IntakeStore):
         return await self._atomic(step)
 
     async def aclose(self) -> None:
-        def close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, close)
-        self._executor.shutdown(wait=True)
+        await self._file.aclose()
 
 
 # -- rows --------------------------------------------------------------------------------

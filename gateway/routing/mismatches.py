@@ -9,15 +9,12 @@ loses that sample, never the caller's answer (the metrics still count the mismat
 from __future__ import annotations
 
 import abc
-import asyncio
-import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from erp_backends.sqlite_file import open_shared
+from erp_backends.sqlite_file import SqliteWorker, open_shared
 from gateway.routing.compare import Difference
 from policies.shared_state import SharedState
 
@@ -61,19 +58,16 @@ class SqliteMismatchLog(MismatchLog):
     def __init__(self, path: str, keep: int) -> None:
         self._path = Path(path)
         self._keep = keep
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shadow-log")
-        self._conn: sqlite3.Connection | None = None
-
-    def _run(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
-        if self._conn is None:
-            self._conn = open_shared(
+        self._file = SqliteWorker(
+            lambda: open_shared(
                 self._path,
                 "CREATE TABLE IF NOT EXISTS mismatches (id INTEGER PRIMARY KEY AUTOINCREMENT, entry BLOB NOT NULL)",
-            )
-        return self._conn.execute(sql, args).fetchall()
+            ),
+            "shadow-log",
+        )
 
     async def _call(self, sql: str, *args: object) -> list[tuple[Any, ...]]:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: self._run(sql, *args))
+        return await self._file.run(lambda conn: conn.execute(sql, args).fetchall())
 
     async def add(self, mismatch: Mismatch) -> None:
         await self._call("INSERT INTO mismatches (entry) VALUES (?)", _encode(mismatch))
@@ -87,13 +81,7 @@ class SqliteMismatchLog(MismatchLog):
         await self._call("DELETE FROM mismatches")
 
     async def aclose(self) -> None:
-        def close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, close)
-        self._executor.shutdown(wait=True)
+        await self._file.aclose()
 
 
 #: The list's key (``SharedState`` puts its prefix in front); one key: any Cluster slot.

@@ -3,15 +3,13 @@ layered (the host's file, then Redis while it answers). One test suite runs agai
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from erp_backends.sqlite_file import open_shared
+from erp_backends.sqlite_file import SqliteWorker, open_shared
 from gateway.writes.idempotency import Claim, IdempotencyStore, StoredAnswer, StoreUnavailable
 from policies.shared_state import SharedState, SharedStateUnavailable
 
@@ -24,28 +22,11 @@ class SqliteIdempotencyStore(IdempotencyStore):
 
     def __init__(self, path: str) -> None:
         self._path = Path(path)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="idempotency")
-        self._conn: sqlite3.Connection | None = None
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = open_shared(self._path, *_SCHEMA)
-        return self._conn
+        self._file = SqliteWorker(lambda: open_shared(self._path, *_SCHEMA), "idempotency")
 
     async def _atomic(self, step: Any, *args: Any) -> Any:
-        def run() -> Any:
-            conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = step(conn, time.time(), *args)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+            return await self._file.atomic(lambda conn: step(conn, time.time(), *args))
         except (sqlite3.Error, OSError) as exc:  # locked past the timeout, unwritable, a directory...
             raise StoreUnavailable(f"idempotency file {self._path}: {exc}") from exc
 
@@ -60,13 +41,7 @@ class SqliteIdempotencyStore(IdempotencyStore):
         await self._atomic(_sqlite_release, key, owner)
 
     async def aclose(self) -> None:
-        def close() -> None:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
-
-        await asyncio.get_running_loop().run_in_executor(self._executor, close)
-        self._executor.shutdown(wait=True)
+        await self._file.aclose()
 
 
 _SCHEMA = (
