@@ -187,10 +187,10 @@ class Poster:
             await self._settle(self._store.give_up(record.intake_id, attempt, "rejected", detail, self._clock()))
             self._observe("rejected")
         except (ErpUnavailable, ErpTimeout, ErpError) as exc:
-            await self._failed(record.intake_id, attempt, f"{type(exc).__name__}: {exc.detail}")
+            await self._failed(record.intake_id, attempt, f"{type(exc).__name__}: {exc.detail}", record.round_attempts)
         except Exception as exc:  # our bug or the adapter's: never lose the order, never loop hot
             log.exception("posting intake %s raised", record.intake_id)
-            await self._failed(record.intake_id, attempt, f"{type(exc).__name__}")
+            await self._failed(record.intake_id, attempt, f"{type(exc).__name__}", record.round_attempts)
         else:
             await self._settle(self._store.posted(record.intake_id, attempt, outcome.order_number, self._clock()))
             self.posted += 1
@@ -202,16 +202,18 @@ class Poster:
                 " (found by its key)" if outcome.replayed else "",
             )
 
-    async def _failed(self, intake_id: str, attempt: int, error: str) -> None:
+    async def _failed(self, intake_id: str, attempt: int, error: str, made: int) -> None:
+        """``attempt``: the claim's number (the store's steps name it); ``made``: attempts in
+        this round (since the intake was accepted or replayed), what the limit counts."""
         now = self._clock()
-        if attempt >= self._settings.max_attempts:
-            log.warning("intake %s dead-lettered after %d attempts: %s", intake_id, attempt, error)
+        if made >= self._settings.max_attempts:
+            log.warning("intake %s dead-lettered after %d attempts: %s", intake_id, made, error)
             await self._settle(
-                self._store.give_up(intake_id, attempt, "dead_lettered", f"after {attempt} attempts: {error}", now)
+                self._store.give_up(intake_id, attempt, "dead_lettered", f"after {made} attempts: {error}", now)
             )
             self._observe("dead_lettered")
             return
-        await self._settle(self._store.retry(intake_id, attempt, error, now + self.backoff(attempt), now))
+        await self._settle(self._store.retry(intake_id, attempt, error, now + self.backoff(made), now))
         self._observe("retried")
 
     def backoff(self, attempt: int) -> float:

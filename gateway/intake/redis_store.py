@@ -10,7 +10,8 @@ owns that slot, so intake throughput is bounded by one Redis primary (the other 
 the cache, quotas and idempotency records). Below, ``B`` is the base::
 
     B rec:<intake_id>     hash: fixed (msgspec JSON: id, reference, key, fingerprint,
-                          accepted_at), request (raw bytes), fp, status, attempts, holds
+                          accepted_at), request (raw bytes), fp, status, attempts,
+                          replayed_after (attempts before the latest replay), holds
                           ("sku TAB warehouse TAB units" lines), order_number, last_error,
                           posted_at, accepted_at, member (its entry in the status indexes)
     B hist:<intake_id>    list: the history, one msgspec-JSON ``Transition`` each (encoded in
@@ -84,7 +85,8 @@ POSTED_EXPIRY_MARGIN_MS = 60_000
 # elsewhere: it clamps at zero and is reported (``bad``) so Python logs it.
 _PRELUDE = r"""
 local B = KEYS[1]
-local FIELDS = {'fixed', 'request', 'status', 'attempts', 'holds', 'order_number', 'last_error', 'posted_at'}
+local FIELDS = {'fixed', 'request', 'status', 'attempts', 'holds', 'order_number', 'last_error', 'posted_at',
+                'replayed_after'}
 local function record(id)
   local r = redis.call('HMGET', B .. 'rec:' .. id, unpack(FIELDS))
   if not r[1] then return false end
@@ -328,14 +330,14 @@ return {'ok', out, bad}
 # posting or posted: as it is (a replay resent, or one of an intake already on its way).
 _REPLAY = r"""
 local id = ARGV[1]
-local r = redis.call('HMGET', B .. 'rec:' .. id, 'status', 'holds')
+local r = redis.call('HMGET', B .. 'rec:' .. id, 'status', 'holds', 'attempts')
 if not r[1] then return {'unknown'} end
 if r[1] == 'cancelled' then return {'stale', record(id)} end
 if r[1] ~= 'rejected' and r[1] ~= 'dead_lettered' then return {'ok', record(id)} end
 local holds, text, short = allocate(5, tonumber(ARGV[4]))
 if #short > 0 then return {'short', short} end
 rehold(holds)
-redis.call('HSET', B .. 'rec:' .. id, 'attempts', '0', 'holds', text)
+redis.call('HSET', B .. 'rec:' .. id, 'replayed_after', r[3], 'holds', text)
 redis.call('ZADD', B .. 'queue', ARGV[2], id)
 become(id, r[1], 'accepted', ARGV[3])
 keep_until(id, nil)
@@ -602,7 +604,7 @@ def _settled(reply: Any, intake_id: str, step: str) -> IntakeRecord:
 
 
 def _record(raw: Sequence[Any]) -> IntakeRecord:
-    fixed_json, request, status, attempts, holds, order_number, last_error, posted_at, history = raw
+    fixed_json, request, status, attempts, holds, order_number, last_error, posted_at, replayed_after, history = raw
     fixed = _fixed_decoder.decode(fixed_json)
     return IntakeRecord(
         intake_id=fixed.intake_id,
@@ -619,6 +621,7 @@ def _record(raw: Sequence[Any]) -> IntakeRecord:
         posted_at=float(posted_at) if posted_at else None,
         history=tuple(_transition_decoder.decode(entry) for entry in history),
         ref_key=fixed.ref_key or fixed.external_ref,
+        replayed_after=int(replayed_after or 0),
     )
 
 

@@ -326,7 +326,7 @@ def intake_view(record: IntakeRecord) -> OrderIntake:
         status=record.status,
         held=[HeldLine(sku=h.sku, warehouse=h.warehouse, quantity=h.quantity) for h in record.holds],
         order_number=record.order_number,
-        attempts=record.attempts,
+        attempts=record.round_attempts,
         last_error=record.last_error,
         history=[StatusChange(status=t.status, at=_utc(t.at), detail=t.detail) for t in record.history],
         accepted_at=_utc(record.accepted_at),

@@ -44,13 +44,13 @@ __all__ = ["SqliteIntakeStore", "allocate", "cancellable"]
 T = TypeVar("T")
 
 #: The layout's version (``PRAGMA user_version``); a file of an older one is migrated on open.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS intakes (intake_id TEXT PRIMARY KEY, external_ref TEXT NOT NULL,"
     " key TEXT NOT NULL UNIQUE, fingerprint TEXT NOT NULL, request BLOB NOT NULL, holds BLOB NOT NULL,"
     " status TEXT NOT NULL, accepted_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
     " order_number TEXT, last_error TEXT, posted_at REAL, history BLOB NOT NULL, due_at REAL,"
-    " lease_token TEXT, ref_key TEXT NOT NULL UNIQUE, ended_at REAL)",
+    " lease_token TEXT, ref_key TEXT NOT NULL UNIQUE, ended_at REAL, replayed_after INTEGER NOT NULL DEFAULT 0)",
     "CREATE INDEX IF NOT EXISTS intakes_due ON intakes (due_at) WHERE due_at IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS intakes_status ON intakes (status, accepted_at)",
     "CREATE INDEX IF NOT EXISTS intakes_ended ON intakes (ended_at) WHERE ended_at IS NOT NULL",
@@ -70,12 +70,16 @@ _FROM_V1 = (
     "DROP INDEX IF EXISTS intakes_due",
     "DROP INDEX IF EXISTS intakes_status",
     *_SCHEMA,
-    "INSERT INTO intakes SELECT intake_id, external_ref, key, fingerprint, request, holds, status,"
+    "INSERT INTO intakes (intake_id, external_ref, key, fingerprint, request, holds, status, accepted_at,"
+    " attempts, order_number, last_error, posted_at, history, due_at, lease_token, ref_key, ended_at)"
+    " SELECT intake_id, external_ref, key, fingerprint, request, holds, status,"
     " accepted_at, attempts, order_number, last_error, posted_at, history, due_at, lease_token,"
     " external_ref, CASE WHEN status IN ('posted', 'cancelled', 'rejected', 'dead_lettered')"
     " THEN COALESCE(posted_at, accepted_at) END FROM intakes_v1",
     "DROP TABLE intakes_v1",
 )
+#: Version 2 to 3: ``replayed_after`` (attempt numbers no longer start again at a replay).
+_FROM_V2 = ("ALTER TABLE intakes ADD COLUMN replayed_after INTEGER NOT NULL DEFAULT 0",)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -83,10 +87,15 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
-        old = "ref_key" not in {row[1] for row in conn.execute("PRAGMA table_info(intakes)")}
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(intakes)")}
         if version < SCHEMA_VERSION:
-            has_table = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'intakes'").fetchone()
-            for statement in _FROM_V1 if has_table and old else _SCHEMA:
+            if not columns:
+                steps: tuple[str, ...] = _SCHEMA
+            elif "ref_key" not in columns:
+                steps = _FROM_V1
+            else:
+                steps = _FROM_V2 if "replayed_after" not in columns else ()
+            for statement in (*steps, *_SCHEMA):  # then any index or table a step left out
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         elif version > SCHEMA_VERSION:
@@ -104,7 +113,7 @@ _HISTORY = msgspec.json.Decoder(tuple[Transition, ...])
 _encode = msgspec.json.encode
 _COLUMNS = (
     "intake_id, external_ref, key, fingerprint, request, holds, status, accepted_at, attempts,"
-    " order_number, last_error, posted_at, history, ref_key"
+    " order_number, last_error, posted_at, history, ref_key, replayed_after"
 )
 
 
@@ -186,7 +195,7 @@ class SqliteIntakeStore(IntakeStore):
             ref_key=draft.reference,
         )
         conn.execute(
-            f"INSERT INTO intakes ({_COLUMNS}, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
+            f"INSERT INTO intakes ({_COLUMNS}, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",  # noqa: S608
             (*_row(record), now),
         )
         _add_active(conn, record.holds, +1)
@@ -366,7 +375,7 @@ class SqliteIntakeStore(IntakeStore):
             record = msgspec.structs.replace(
                 record,
                 status="accepted",
-                attempts=0,
+                replayed_after=record.attempts,
                 holds=tuple(holds),
                 history=(*record.history, Transition("accepted", now, detail)),
             )
@@ -399,6 +408,7 @@ def _row(record: IntakeRecord) -> tuple[Any, ...]:
         record.posted_at,
         _encode(record.history),
         record.reference,
+        record.replayed_after,
     )
 
 
@@ -418,6 +428,7 @@ def _record(row: Sequence[Any]) -> IntakeRecord:
         posted_at=row[11],
         history=_HISTORY.decode(row[12]),
         ref_key=row[13],
+        replayed_after=row[14],
     )
 
 
@@ -447,7 +458,8 @@ def _claimed(conn: sqlite3.Connection, intake_id: str, attempt: int, target: str
 def _update(conn: sqlite3.Connection, record: IntakeRecord, *, due_at: float | None) -> None:
     conn.execute(
         "UPDATE intakes SET status = ?, attempts = ?, order_number = ?, last_error = ?, posted_at = ?,"
-        " history = ?, due_at = ?, lease_token = NULL, holds = ?, ended_at = ? WHERE intake_id = ?",
+        " history = ?, due_at = ?, lease_token = NULL, holds = ?, ended_at = ?, replayed_after = ?"
+        " WHERE intake_id = ?",
         (
             record.status,
             record.attempts,
@@ -458,6 +470,7 @@ def _update(conn: sqlite3.Connection, record: IntakeRecord, *, due_at: float | N
             due_at,
             _encode(record.holds),
             record.history[-1].at if record.status not in ACTIVE else None,  # ended: retention runs from then
+            record.replayed_after,
             record.intake_id,
         ),
     )

@@ -92,6 +92,15 @@ class IntakeRecord(msgspec.Struct, frozen=True, kw_only=True):
     #: index ``AlreadySubmitted`` answers from: two storefronts may both have an order "1001".
     #: Empty: the reference itself.
     ref_key: str = ""
+    #: ``attempts`` made before the latest replay: attempt numbers never repeat (a worker
+    #: still holding a claim from before a replay can never settle a claim made after it), and
+    #: the dead-letter limit counts ``round_attempts``.
+    replayed_after: int = 0
+
+    @property
+    def round_attempts(self) -> int:
+        """Attempts since the intake was accepted, or replayed last."""
+        return self.attempts - self.replayed_after
 
     @property
     def reference(self) -> str:
@@ -262,9 +271,10 @@ class IntakeStore(abc.ABC):
 
     @abc.abstractmethod
     async def replay(self, intake_id: str, detail: str, now: float, needs: Sequence[LineNeed]) -> IntakeRecord | Short:
-        """A ``rejected`` or ``dead_lettered`` intake queued again (due ``now``, ``attempts``
-        from 0), its lines judged on ``needs`` as ``accept`` judges them (its old holds were
-        released when it was given up; the units may have been promised since): held anew, or
+        """A ``rejected`` or ``dead_lettered`` intake queued again (due ``now``; ``attempts`` as
+        they were, ``replayed_after`` = ``attempts``: the round counts from 0), its lines judged
+        on ``needs`` as ``accept`` judges them (its old holds were released when it was given
+        up; the units may have been promised since): held anew, or
         ``Short`` and left as it was. An ``accepted``, ``posting`` or ``posted`` one as it is
         (replaying twice posts once; ``needs`` unused). ``Stale`` for ``cancelled``;
         ``KeyError`` when unknown."""

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from gateway.intake.sqlite_store import SCHEMA_VERSION, SqliteIntakeStore
-from gateway.intake.store import AlreadySubmitted, Hold, IntakeStoreUnavailable, LineNeed, Transition
+from gateway.intake.store import AlreadySubmitted, Hold, IntakeRecord, IntakeStoreUnavailable, LineNeed, Transition
 
 _V1 = (
     "CREATE TABLE intakes (intake_id TEXT PRIMARY KEY, external_ref TEXT NOT NULL UNIQUE,"
@@ -97,5 +97,36 @@ async def test_a_file_of_a_newer_layout_is_refused_not_rewritten(tmp_path: Path)
     try:
         with pytest.raises(IntakeStoreUnavailable, match="newer gateway"):
             await store.get("in_x")
+    finally:
+        await store.aclose()
+
+
+async def test_a_layout_2_file_gains_the_replay_count(tmp_path: Path) -> None:
+    from gateway.intake import sqlite_store
+
+    path = tmp_path / "intake.sqlite"
+    v2_table = sqlite_store._SCHEMA[0].replace(", replayed_after INTEGER NOT NULL DEFAULT 0", "")
+    assert v2_table != sqlite_store._SCHEMA[0]
+    now = time.time()
+    conn = sqlite3.connect(path)
+    conn.execute(v2_table)
+    conn.execute(
+        "INSERT INTO intakes (intake_id, external_ref, key, fingerprint, request, holds, status, accepted_at,"
+        " attempts, history, ref_key, ended_at) VALUES ('in_v2', 'WC-9', 'shop/k', 'fp', x'7b7d', '[]',"
+        " 'rejected', ?, 4, ?, 'shop/WC-9', ?)",
+        (now - 10, msgspec.json.encode((Transition("rejected", now - 5, "refused"),)), now - 5),
+    )
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    store = SqliteIntakeStore(str(path), posted_hold_seconds=600)
+    try:
+        old = await store.get("in_v2")
+        assert old is not None
+        assert (old.attempts, old.replayed_after, old.round_attempts) == (4, 0, 4)
+        need = LineNeed(line=0, sku="TEE-NVY-M", quantity=1, stock=(("EAST", 10),), snapshot_at=now)
+        replayed = await store.replay("in_v2", "fixed", now, [need])
+        assert isinstance(replayed, IntakeRecord)
+        assert (replayed.attempts, replayed.round_attempts) == (4, 0)
     finally:
         await store.aclose()

@@ -668,7 +668,7 @@ async def test_replaying_a_given_up_intake_holds_and_queues_it_again_once(
 
     replayed = await store.replay(record.intake_id, "SKU fixed in the ERP", T0 + 50, [need(3, (EAST, 10))])
     assert isinstance(replayed, IntakeRecord)
-    assert (replayed.status, replayed.attempts) == ("accepted", 0)
+    assert (replayed.status, replayed.attempts, replayed.round_attempts) == ("accepted", 1, 0)
     assert (replayed.history[-1].status, replayed.history[-1].detail) == ("accepted", "SKU fixed in the ERP")
     assert await active(store) == 5
 
@@ -679,11 +679,39 @@ async def test_replaying_a_given_up_intake_holds_and_queues_it_again_once(
     assert await store.claim(T0 + 49, LEASE, token()) is not None  # the other one, due since T0 + 1
     assert await store.claim(T0 + 49, LEASE, token()) is None  # the replayed one is due at T0 + 50
     queued = await claim(store, T0 + 50)
-    assert (queued.record.intake_id, queued.record.attempts) == (record.intake_id, 1)
+    assert (queued.record.intake_id, queued.record.attempts, queued.record.round_attempts) == (record.intake_id, 2, 1)
     assert await store.claim(T0 + 50, LEASE, token()) is None
     stored = await store.get(other.intake_id)
     assert stored is not None
     assert stored.status == "posting"
+
+
+async def test_a_claim_from_before_a_replay_can_settle_nothing_after_it(store: IntakeStore) -> None:
+    """A worker stalled past its lease (attempt 1), another took over (attempt 2) and the ERP
+    refused; an operator replayed it and a third worker posts it (attempt 3): the stalled
+    worker's late outcome, whatever it is, is refused, never applied to the new claim."""
+    record = await accept(store, need(2, (EAST, 10)))
+    stalled = await claim(store, T0)
+    taken = await claim(store, T0 + LEASE + 1)
+    assert (stalled.record.attempts, taken.record.attempts) == (1, 2)
+    await store.give_up(record.intake_id, 2, "rejected", "not-salable", T0 + LEASE + 2)
+    replayed = await store.replay(record.intake_id, "fixed", T0 + LEASE + 3, [need(2, (EAST, 10))])
+    assert isinstance(replayed, IntakeRecord)
+    third = await claim(store, T0 + LEASE + 3)
+    assert third.record.attempts == 3
+    for late in (
+        lambda: store.give_up(record.intake_id, 1, "rejected", "late", T0 + LEASE + 4),
+        lambda: store.retry(record.intake_id, 1, "late", T0 + LEASE + 9, T0 + LEASE + 4),
+        lambda: store.posted(record.intake_id, 1, "SO-LATE", T0 + LEASE + 4),
+    ):
+        with pytest.raises(Stale):
+            await late()
+    current = await store.get(record.intake_id)
+    assert current is not None
+    assert (current.status, current.attempts) == ("posting", 3)
+    assert await active(store) == 2  # held once, by the replay
+    posted = await store.posted(record.intake_id, 3, "SO-9", T0 + LEASE + 5)
+    assert (posted.status, posted.order_number, posted.round_attempts) == ("posted", "SO-9", 1)
 
 
 async def test_replaying_a_posted_intake_changes_nothing(store: IntakeStore) -> None:
