@@ -23,6 +23,7 @@ from erp_gateway_client.api.admin import (
     cancel_order_intake,
     invalidate_cache,
     list_order_intakes,
+    list_shadow_mismatches,
     replay_order_intake,
 )
 from erp_gateway_client.api.availability import get_availability, get_availability_batch
@@ -55,6 +56,7 @@ from erp_gateway_client.models import (
     Problem,
     ReturnAuthorization,
     ReturnRequest,
+    ShadowReport,
     SkuAvailability,
 )
 from erp_gateway_client.types import Response
@@ -298,6 +300,11 @@ def main() -> int:
         403,
         "forbidden",
     )
+
+    # listShadowMismatches (admin): no shadow configured, so none; 403 without the admin scope
+    report = success("listShadowMismatches", list_shadow_mismatches.sync_detailed(client=client), 200, ShadowReport)
+    check(report is not None and report.items == [], "listShadowMismatches: no shadow reads, no mismatches")
+    problem("listShadowMismatches", list_shadow_mismatches.sync_detailed(client=narrow), 403, "forbidden")
 
     # replayOrderIntake / cancelOrderIntake (admin): replaying an intake not given up changes
     # nothing; cancelled (its hold released), cancelled again as it is; a cancelled intake cannot

@@ -261,6 +261,11 @@ async function main(): Promise<number> {
   );
   problem("listOrderIntakes", await narrow.GET("/v1/admin/order-intakes", accepted), 403, "forbidden");
 
+  // listShadowMismatches (admin): no shadow configured, so none; 403 without the admin scope
+  const report = success("listShadowMismatches", await client.GET("/v1/admin/shadow/mismatches"), 200);
+  check(!!report && report.items.length === 0, "listShadowMismatches: no shadow reads, no mismatches");
+  problem("listShadowMismatches", await narrow.GET("/v1/admin/shadow/mismatches"), 403, "forbidden");
+
   // replayOrderIntake / cancelOrderIntake (admin): replaying an intake not given up changes
   // nothing; cancelled (its hold released), cancelled again as it is; a cancelled intake cannot
   // be replayed (409); an unknown intake cannot be cancelled (404)
