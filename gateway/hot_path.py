@@ -113,9 +113,10 @@ class HotPath:
         runtime: Runtime = self._litestar.state.runtime
         chain = runtime.erp.chain_for("get_availability", identity.client_id)
         shadow = runtime.erp.routed.shadow
-        if shadow is not None and shadow.draw("get_availability", chain.name):
-            notes_for(scope).sampled = True
-            return None  # sampled for a shadow read: the route answers (and offers it)
+        if shadow is not None:
+            drawn = notes_for(scope).sampled = shadow.draw("get_availability", chain.name)
+            if drawn:
+                return None  # sampled for a shadow read: the route answers (and offers it)
         cache = chain.cache
         found = cache.cached_availability(sku) if cache is not None else None
         if found is None or (runtime.intake is not None and not runtime.intake.holds.none_held(sku)):

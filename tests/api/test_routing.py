@@ -185,6 +185,10 @@ def test_shadow_reads_match_then_name_exactly_what_changed(
         assert counts.get(("get_order", "match")) == 1
         assert not any(outcome == "mismatch" for _, outcome in counts)
         assert client.get("/v1/admin/shadow/mismatches").json() == {"items": []}
+        # a cached read the hot path would answer is shadowed too when sampled (the route answers it)
+        assert client.get("/v1/availability/TEE-NVY-M").headers["cache-status"].startswith("erp-gateway; hit")
+        _drain(client)
+        assert _shadow_counts(client).get(("get_availability", "match")) == 4
 
         _next_db(
             tmp_path,
