@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -35,10 +34,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.__main__ import ROOT, _machine
-from gateway.auth import SCOPES
-from gateway.auth.devkeys import load_or_create_dev_key, mint_token
-from gateway.auth.settings import DEV_ISSUER
+from bench.__main__ import ROOT, _machine, bench_token, run_wrk
 from tests.harness.gateway_process import free_port
 from tests.harness.redis_server import RedisServer
 
@@ -92,23 +88,7 @@ def _wrk(url: str, token: str, run: str, duration: int, connections: int, workdi
     script = workdir / f"intake-{run}.lua"
     lua = _LUA.replace("RUN", json.dumps(run)).replace("BODY", json.dumps(_body()))
     script.write_text(lua.replace("AUTH", json.dumps(f"Bearer {token}")))
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url + "/v1/orders"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=duration + 60,
-    ).stdout
-    if refused := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
-        raise RuntimeError(f"{run}: {refused.group(1)} answers were not 202 (see the gateway's log):\n{out}")
-    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-
-    def pct(p: str) -> float:
-        value, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return {"requests": requests, "rps": rps, "p50": pct("50"), "p99": pct("99")}
+    return run_wrk(script, url + "/v1/orders", duration, connections, run)
 
 
 @contextmanager
@@ -192,14 +172,7 @@ def main(argv: list[str] | None = None) -> int:
                 "ERPGW_FAULTS__CALLS_LOG": str(calls),
                 "ERPGW_LOG_LEVEL": "WARNING",
             }
-            token = mint_token(
-                load_or_create_dev_key(key_path),
-                issuer=DEV_ISSUER,
-                audience="erp-gateway",
-                client_id="bench",
-                scopes=list(SCOPES),
-                ttl=3600,
-            )
+            token = bench_token(key_path)
             with _gateway(workdir, env) as url:
                 with sqlite3.connect(sample) as db:  # bench data: enough stock for every order
                     db.execute("UPDATE stock SET on_hand = ? WHERE sku = ?", (STOCK, SKU))

@@ -36,11 +36,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from bench.__main__ import BIN, ROOT, Case, _machine, _wrk
+from bench.__main__ import BIN, ROOT, Case, _machine, _wrk, bench_token
 from erp_backends.dataset import load_dataset
-from gateway.auth import SCOPES
-from gateway.auth.devkeys import load_or_create_dev_key, mint_token
-from gateway.auth.settings import DEV_ISSUER
 from policies.quotas import quota_keys
 from tests.harness.gateway_process import free_port
 from tests.harness.redis_topologies import RedisClusterHarness
@@ -270,14 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="erpgw-scale-"))
     key_path = workdir / "dev-key.json"
-    token = mint_token(
-        load_or_create_dev_key(key_path),
-        issuer=DEV_ISSUER,
-        audience="erp-gateway",
-        client_id="bench",
-        scopes=SCOPES,
-        ttl=86400,
-    )
+    token = bench_token(key_path)
     out: list[str] = [
         f"Measured {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC on {_machine()}; "
         f"`python -m bench.scale --duration {args.duration} --connections {args.connections}`; "

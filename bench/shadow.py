@@ -17,17 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import subprocess
 import tempfile
 from pathlib import Path
 
 import httpx
 
-from bench.__main__ import ROOT, _machine
+from bench.__main__ import ROOT, _machine, bench_token, run_wrk
 from bench.intake import _gateway, _write_section
-from gateway.auth import SCOPES
-from gateway.auth.devkeys import load_or_create_dev_key, mint_token
-from gateway.auth.settings import DEV_ISSUER
 
 MARK_BEGIN = "<!-- shadow: python -m bench.shadow -->"
 MARK_END = "<!-- /shadow -->"
@@ -44,22 +40,7 @@ wrk.headers["Authorization"] = AUTH
 def _wrk(url: str, token: str, duration: int, connections: int, workdir: Path) -> dict[str, float]:
     script = workdir / "prices.lua"
     script.write_text(_LUA.replace("BODY", json.dumps(BODY)).replace("AUTH", json.dumps(f"Bearer {token}")))
-    out = subprocess.run(
-        ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "-s", str(script), url + PATH],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=duration + 60,
-    ).stdout
-    if refused := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
-        raise RuntimeError(f"{refused.group(1)} answers were not 200:\n{out}")
-
-    def pct(p: str) -> float:
-        value, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    return {"rps": rps, "p50": pct("50"), "p99": pct("99")}
+    return run_wrk(script, url + PATH, duration, connections, "shadow")
 
 
 def _warm(url: str, token: str) -> None:
@@ -88,14 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(tmp)
         control = workdir / "faults.json"
         key_path = workdir / "dev-key.json"
-        token = mint_token(
-            load_or_create_dev_key(key_path),
-            issuer=DEV_ISSUER,
-            audience="erp-gateway",
-            client_id="bench",
-            scopes=list(SCOPES),
-            ttl=3600,
-        )
+        token = bench_token(key_path)
         base = {
             "ERPGW_AUTH__DEV_MODE": "true",
             "ERPGW_AUTH__DEV_KEY_PATH": str(key_path),

@@ -19,6 +19,7 @@ from typing import Any, TypeVar, cast
 from contracts.v1 import OrderList
 from erp_backends.errors import ErpError, NotFound
 from erp_backends.invocation import Invocation
+from erp_backends.operations import OPERATIONS
 from erp_backends.wrapping import WrappingBackend
 from gateway.routing.settings import LOOKUPS, RoutingSettings
 from gateway.routing.shadow import Shadow
@@ -44,6 +45,7 @@ class RoutedBackend(WrappingBackend):
         self._clients = {client: dict(rules) for client, rules in settings.clients.items()}
         self._lookups = settings.lookups()
         self.shadow = shadow
+        self._serves = self._derive_serves()
 
     def chain_for(self, operation: str, client_id: str | None) -> PolicyChain:
         """The chain serving ``operation`` for this caller (the rules' order: the module's)."""
@@ -58,10 +60,11 @@ class RoutedBackend(WrappingBackend):
             return None
         return rules.get(operation) or rules.get("default")
 
-    def serves(self) -> dict[str, set[str]]:
-        """backend -> the operations some rule (or the default) sends to it."""
-        from erp_backends.operations import OPERATIONS
+    def serves(self) -> dict[str, frozenset[str]]:
+        """backend -> the operations some rule (or the default) sends to it (fixed at start-up)."""
+        return self._serves
 
+    def _derive_serves(self) -> dict[str, frozenset[str]]:
         out: dict[str, set[str]] = {name: set() for name in self.chains}
         for operation in OPERATIONS:
             out[self._operations.get(operation, self.default)].add(operation)
@@ -71,7 +74,7 @@ class RoutedBackend(WrappingBackend):
             if operation in LOOKUPS:
                 for name in self._lookups:
                     out[name].add(operation)
-        return out
+        return {name: frozenset(operations) for name, operations in out.items()}
 
     async def handle(self, invocation: Invocation[T]) -> T:
         operation, client = invocation.operation, invocation.ctx.client_id
