@@ -51,6 +51,7 @@ from erp_backends.port import CallContext, IdempotencyToken, ReturnOutcome
 from erp_backends.rules import PlannedReturnLine, plan_return, round_money
 from erp_backends.tryton.orders import SaleRecord, returned_per_line
 from erp_backends.tryton.rpc import TrytonRpc
+from erp_backends.tryton.workflow import Step, advance
 
 __all__ = ["ComplaintReturns"]
 
@@ -75,6 +76,8 @@ _REASONS = frozenset(get_args(ReturnReason))
 _STATUS: dict[str, ReturnStatus] = {"rejected": "rejected", "cancelled": "cancelled"}
 #: Complaint states an interrupted attempt leaves behind: created, not yet approved.
 _UNFINISHED = frozenset({"draft", "waiting"})
+#: Submitting (acknowledging Tryton's "similar complaint" warning), then approving.
+_SUBMIT = (Step("draft", "wait", "waiting", accept_warnings=True), Step("waiting", "approve", "approved"))
 
 
 class _Note(msgspec.Struct, kw_only=True):
@@ -142,14 +145,13 @@ class ComplaintReturns:
                 f"return {complaint['number']} is still being authorized; retry shortly",
                 retry_after=min(self._adopt_after - age, 5.0),
             )
-        await self._submit(complaint["id"], ctx)
+        await self._submit(complaint["id"], complaint["state"], ctx)
         (row,) = await self._rpc.call("model.sale.complaint.read", [complaint["id"]], _FIELDS, ctx=ctx)
         return ReturnOutcome(authorization=await self._authorization(row, ctx), replayed=True)
 
-    async def _submit(self, complaint_id: int, ctx: CallContext) -> None:
-        # Workflow transitions skip records already past them, so a second adopter is harmless.
-        await self._rpc.call("model.sale.complaint.wait", [complaint_id], ctx=ctx, accept_warnings=True)
-        await self._rpc.call("model.sale.complaint.approve", [complaint_id], ctx=ctx)
+    async def _submit(self, complaint_id: int, state: str, ctx: CallContext) -> None:
+        """Submit and approve from ``state``; an attempt killed mid-write may still be at it in Tryton."""
+        await advance(self._rpc, "sale.complaint", complaint_id, state, _SUBMIT, ctx)
 
     async def create(
         self, request: ReturnRequest, token: IdempotencyToken, sale: SaleRecord, type_id: int, ctx: CallContext
@@ -178,7 +180,7 @@ class ComplaintReturns:
             await self._delete(complaint_id, ctx)  # an older complaint took the units first
             raise
         if self._approve:
-            await self._submit(complaint_id, ctx)
+            await self._submit(complaint_id, "draft", ctx)
         (row,) = await self._rpc.call("model.sale.complaint.read", [complaint_id], _FIELDS, ctx=ctx)
         return ReturnOutcome(authorization=await self._authorization(row, ctx), replayed=False)
 

@@ -30,6 +30,7 @@ from erp_backends.port import CallContext, IdempotencyToken, OrderOutcome
 from erp_backends.rules import round_money
 from erp_backends.tryton.rpc import TrytonRpc
 from erp_backends.tryton.stock import TrytonStock
+from erp_backends.tryton.workflow import Step, advance
 
 __all__ = ["TrytonSales"]
 
@@ -37,8 +38,8 @@ _FIELDS = ["number", "state", "idempotency_fingerprint", "create_date"]
 #: What the party's ``on_change`` fills that the sale keeps.
 _HEADER_DEFAULTS = ("invoice_address", "payment_term", "price_list", "invoice_method", "shipment_method")
 #: The workflow a sale the gateway creates goes through: (state it leaves, button, state it reaches).
-_QUOTE = ("draft", "quote", "quotation")
-_CONFIRM = ("quotation", "confirm", "confirmed")
+_QUOTE = Step("draft", "quote", "quotation")
+_CONFIRM = Step("quotation", "confirm", "confirmed")
 
 
 class TrytonSales:
@@ -48,7 +49,7 @@ class TrytonSales:
         self._rpc = rpc
         self._stock = stock
         self._steps = (_QUOTE, _CONFIRM) if confirm else (_QUOTE,)
-        self._unfinished = frozenset(step[0] for step in self._steps)
+        self._unfinished = frozenset(step.leaves for step in self._steps)
         self._adopt_after = adopt_after_seconds
 
     async def find_by_key(self, key: str, ctx: CallContext) -> list[dict[str, Any]]:
@@ -134,19 +135,8 @@ class TrytonSales:
         return OrderOutcome(order_number=sale["number"], replayed=False)
 
     async def _submit(self, sale_id: int, state: str, ctx: CallContext) -> dict[str, Any]:
-        """Take the sale through the workflow from ``state``. Tryton refuses a button a sale is
-        past; when another attempt moved it meanwhile, that refusal is no failure."""
-        for leaves, button, reaches in self._steps:
-            if state != leaves:
-                continue
-            try:
-                await self._rpc.call(f"model.sale.sale.{button}", [sale_id], ctx=ctx)
-                state = reaches
-            except Rejected:
-                (row,) = await self._rpc.call("model.sale.sale.read", [sale_id], _FIELDS, ctx=ctx)
-                if row["state"] == leaves:  # refused for a reason of its own
-                    raise
-                state = row["state"]
+        """Take the sale through the workflow from ``state`` (another attempt may be at it too)."""
+        await advance(self._rpc, "sale.sale", sale_id, state, self._steps, ctx)
         (sale,) = await self._rpc.call("model.sale.sale.read", [sale_id], _FIELDS, ctx=ctx)
         return dict(sale)
 

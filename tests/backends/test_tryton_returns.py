@@ -18,7 +18,8 @@ from contracts.v1 import ReturnRequest, ReturnRequestLine
 from erp_backends.errors import InProgress
 from erp_backends.port import CallContext, IdempotencyToken, ReturnOutcome
 from erp_backends.tryton import TrytonBackend
-from erp_backends.tryton.rpc import TrytonSession
+from erp_backends.tryton.returns import ComplaintReturns
+from erp_backends.tryton.rpc import TrytonRpc, TrytonSession
 from tests.harness.tryton import TrytonServer
 from tests.harness.tryton_fixtures import tryton_settings
 
@@ -92,3 +93,24 @@ async def test_a_draft_left_by_a_cut_short_attempt_is_finished_by_the_retry(
     assert outcome.replayed
     assert outcome.authorization.rma_number == first.authorization.rma_number
     assert [c["state"] for c in _complaints(server, token.key)] in (["approved"], ["done"])  # one, no orphan draft
+
+
+async def test_a_retry_that_presses_a_button_the_cut_off_attempt_pressed_meanwhile_finishes_the_complaint(
+    server: TrytonServer, adapter: MakeAdapter
+) -> None:
+    """A worker killed mid-write leaves its request running in Tryton: the retry reads the draft,
+    then the killed attempt's ``wait`` commits, and Tryton refuses the retry's own ``wait``
+    ("You can not call wait"). That refusal is no rejection: the retry approves and answers."""
+    token = IdempotencyToken.for_request("button-pressed-meanwhile-0001", REQUEST)
+    await adapter(approve_returns=False).create_return(REQUEST, token, CTX)
+    settings = tryton_settings(server)
+    async with httpx.AsyncClient(timeout=60.0) as client:
+        returns = ComplaintReturns(
+            TrytonRpc(settings, client, settings.resolve_password()), approve=True, adopt_after_seconds=0
+        )
+        (stale,) = await returns.find_by_key(token.key, CTX)
+        assert stale["state"] == "draft"
+        server.rpc().model("sale.complaint", "wait", [stale["id"]], accept_warnings=True)  # the cut-off attempt
+        outcome = await returns.adopt(stale, token, CTX)
+    assert outcome.replayed
+    assert [c["state"] for c in _complaints(server, token.key)] in (["approved"], ["done"])
