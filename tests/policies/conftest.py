@@ -67,11 +67,14 @@ MakeShared = Callable[..., LenientState]
 async def shared_redis(redis_deployment: RedisDeployment) -> AsyncIterator[MakeShared]:
     """Makes shared states on the test's Redis, one per simulated worker, on every deployment
     mode (``redis_deployment``: standalone, Sentinel, Cluster); closes them after. Keyword
-    arguments override ``RedisSettings`` fields (``retry_seconds=0.1``)."""
+    arguments override ``RedisSettings`` fields (``retry_seconds=0.1``). The timeout is generous
+    unless a test sets its own: on a loaded 2-core machine a Cluster's first round trip (slot map,
+    three nodes) can outlast the default 1 s deadline, and a test of what the cache or a quota
+    does with Redis answering must not see Redis as down."""
     links: list[LenientState] = []
 
     def make(**overrides: Any) -> LenientState:
-        link = open_shared_state(redis_deployment.settings(**overrides))
+        link = open_shared_state(redis_deployment.settings(**{"timeout_seconds": 2.0, **overrides}))
         links.append(link)
         return link
 

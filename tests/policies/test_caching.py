@@ -227,7 +227,7 @@ async def test_a_flushed_redis_is_not_an_invalidation(erp: ControlledErp, redis_
 async def _an_emptied_redis_is_not_an_invalidation(
     erp: ControlledErp, redis_deployment: RedisDeployment, emptied_by: str
 ) -> None:
-    links = [open_shared_state(redis_deployment.settings(retry_seconds=0.1)) for _ in range(2)]
+    links = [open_shared_state(redis_deployment.settings(retry_seconds=0.1, timeout_seconds=2)) for _ in range(2)]
     worker_a, worker_b = _cache(erp, links[0]), _cache(erp, links[1])
     cart = PriceCheckRequest(customer="C-1001", currency="EUR", lines=[PriceCheckLine(sku="TOTE-NAT", quantity=20)])
     for worker in (worker_a, worker_b):  # A asks the ERP, B reads what A stored in Redis
