@@ -60,6 +60,8 @@ class CallContext(msgspec.Struct, frozen=True, kw_only=True):
 
     correlation_id: str
     client_id: str | None = None
+    #: The sales channel the caller's token names (``web``, ``pos``), if any.
+    channel: str | None = None
     traceparent: str | None = None
     #: Where the cache reports what it did for this call; None: nobody reads it.
     notes: CallNotes | None = None

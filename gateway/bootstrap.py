@@ -135,9 +135,9 @@ class ErpRuntime:
         self.shadow_breakers: list[SharedCircuitBreaker] = []
         self._start_tasks: list[asyncio.Task[None]] = []
 
-    def chain_for(self, operation: str, client_id: str | None = None) -> PolicyChain:
+    def chain_for(self, operation: str, client_id: str | None = None, channel: str | None = None) -> PolicyChain:
         """The chain a call of ``operation`` goes to (``gateway.routing.router``)."""
-        return self.routed.chain_for(operation, client_id)
+        return self.routed.chain_for(operation, client_id, channel)
 
     def breakers(self) -> list[SharedCircuitBreaker]:
         """Every backend's breakers (``<name>:reads``, ``<name>:writes``)."""

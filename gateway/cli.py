@@ -270,6 +270,7 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
             scopes=scopes,
             ttl=args.ttl,
             client_class=args.client_class,
+            extra_claims={settings.auth.channel_claim: args.channel} if args.channel else None,
         )
     )
     if not settings.auth.dev_mode:
@@ -350,6 +351,7 @@ def main(argv: Sequence[str] | None = None, *, wrap_adapter: WrapAdapter | None 
     token.add_argument("--all-scopes", action="store_true", help="grant every scope")
     token.add_argument("--ttl", type=int, default=3600, choices=range(1, 86401), metavar="SECONDS", help="lifetime")
     token.add_argument("--client-class", help="quota class claim (default: none, the gateway's mapping decides)")
+    token.add_argument("--channel", help="sales channel claim (web, pos, ...) that routing.channels may route on")
     token.set_defaults(run=_token)
 
     args = parser.parse_args(argv)

@@ -111,7 +111,7 @@ class HotPath:
         if identity is None or not all(s in identity.scopes for s in self._scopes):
             return None
         runtime: Runtime = self._litestar.state.runtime
-        chain = runtime.erp.chain_for("get_availability", identity.client_id)
+        chain = runtime.erp.chain_for("get_availability", identity.client_id, identity.channel)
         shadow = runtime.erp.routed.shadow
         if shadow is not None:
             drawn = notes_for(scope).sampled = shadow.draw("get_availability", chain.name)

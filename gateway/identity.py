@@ -21,6 +21,8 @@ class ClientIdentity(msgspec.Struct, frozen=True, kw_only=True):
     client_id: str
     client_class: str = "default"
     scopes: frozenset[str] = frozenset()
+    #: The sales channel the token names (``auth.channel_claim``), if any.
+    channel: str | None = None
 
 
 def client_identity(scope: Any) -> ClientIdentity | None:

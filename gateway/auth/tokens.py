@@ -67,6 +67,7 @@ class TokenVerifier:
         self._issuer = settings.effective_issuer
         self._client_id_claims = settings.client_id_claim_list
         self._class_claim = settings.client_class_claim
+        self._channel_claim = settings.channel_claim
         self._classes = settings.client_class_map
         self._clock = clock
         self._cache: OrderedDict[str, tuple[float, ClientIdentity]] = OrderedDict()
@@ -165,7 +166,12 @@ class TokenVerifier:
         if claimed_class is not None and (not isinstance(claimed_class, str) or not _CLIENT_CLASS.match(claimed_class)):
             raise TokenError(f"the token's {self._class_claim} claim is not acceptable")
         client_class = self._classes.get(client_id) or claimed_class or "default"
-        return ClientIdentity(client_id=client_id, client_class=client_class, scopes=self._scopes(claims))
+        channel = claims.get(self._channel_claim)
+        if channel is not None and (not isinstance(channel, str) or not _CLIENT_CLASS.match(channel)):
+            raise TokenError(f"the token's {self._channel_claim} claim is not acceptable")
+        return ClientIdentity(
+            client_id=client_id, client_class=client_class, scopes=self._scopes(claims), channel=channel
+        )
 
     @staticmethod
     def _scopes(claims: dict[str, Any]) -> frozenset[str]:

@@ -36,6 +36,7 @@ def call_context(request: AnyRequest) -> CallContext:
     return CallContext(
         correlation_id=correlation_id(scope),
         client_id=identity.client_id if identity else None,
+        channel=identity.channel if identity else None,
         traceparent=traceparent(scope),
         notes=notes_for(scope),
     )

@@ -8,7 +8,8 @@ Lookups (``get_order``, ``find_orders``, ``get_return``) with a ``lookup_order``
 backends in turn: the first that knows the document answers (``find_orders``: the first with
 any order of that reference); none knows it: 404; one of them could not answer and none knew
 it: that failure (the order may be in the one that is down). A return is authorized by the
-backend the order is found in. A caller's own rule for an operation wins over the lookups.
+backend the order is found in. A caller's or a channel's own rule for an operation wins over the
+lookups.
 """
 
 from __future__ import annotations
@@ -43,22 +44,25 @@ class RoutedBackend(WrappingBackend):
         self.default = default
         self._operations = dict(settings.operations)
         self._clients = {client: dict(rules) for client, rules in settings.clients.items()}
+        self._channels = {channel: dict(rules) for channel, rules in settings.channels.items()}
         self._lookups = settings.lookups()
         self.shadow = shadow
         self._serves = self._derive_serves()
 
-    def chain_for(self, operation: str, client_id: str | None) -> PolicyChain:
-        """The chain serving ``operation`` for this caller (the rules' order: the module's)."""
-        name = self._client_rule(operation, client_id)
+    def chain_for(self, operation: str, client_id: str | None = None, channel: str | None = None) -> PolicyChain:
+        """The chain serving ``operation`` for this caller (the rules' order: ``RoutingSettings``)."""
+        name = self._caller_rule(operation, client_id, channel)
         return self.chains[name or self._operations.get(operation, self.default)]
 
-    def _client_rule(self, operation: str, client_id: str | None) -> str | None:
-        """The backend a caller's own rule names; never for ``create_order``: intake posts every
-        order where it judged its stock, whoever sent it (``operations.create_order``)."""
-        rules = self._clients.get(client_id) if client_id is not None and operation != "create_order" else None
-        if rules is None:
+    def _caller_rule(self, operation: str, client_id: str | None, channel: str | None) -> str | None:
+        """The backend the caller's own rule names, else its channel's; never for ``create_order``:
+        intake posts every order where it judged its stock, whoever sent it (``operations``)."""
+        if operation == "create_order":
             return None
-        return rules.get(operation) or rules.get("default")
+        for rules in (self._clients.get(client_id or ""), self._channels.get(channel or "")):
+            if rules is not None and (name := rules.get(operation) or rules.get("default")):
+                return name
+        return None
 
     def serves(self) -> dict[str, frozenset[str]]:
         """backend -> the operations some rule (or the default) sends to it (fixed at start-up)."""
@@ -68,8 +72,9 @@ class RoutedBackend(WrappingBackend):
         out: dict[str, set[str]] = {name: set() for name in self.chains}
         for operation in OPERATIONS:
             out[self._operations.get(operation, self.default)].add(operation)
-            for client in self._clients:
-                if (name := self._client_rule(operation, client)) is not None:
+            callers = [(client, None) for client in self._clients] + [(None, channel) for channel in self._channels]
+            for client, channel in callers:
+                if (name := self._caller_rule(operation, client, channel)) is not None:
                     out[name].add(operation)
             if operation in LOOKUPS:
                 for name in self._lookups:
@@ -77,8 +82,8 @@ class RoutedBackend(WrappingBackend):
         return {name: frozenset(operations) for name, operations in out.items()}
 
     async def handle(self, invocation: Invocation[T]) -> T:
-        operation, client = invocation.operation, invocation.ctx.client_id
-        spanning = bool(self._lookups) and self._client_rule(operation, client) is None
+        operation, ctx = invocation.operation, invocation.ctx
+        spanning = bool(self._lookups) and self._caller_rule(operation, ctx.client_id, ctx.channel) is None
         if spanning and operation in LOOKUPS:
             name, answer = await self._look_up(invocation)
         else:
@@ -86,7 +91,7 @@ class RoutedBackend(WrappingBackend):
                 order: Invocation[Any] = Invocation("get_order", (invocation.args[0].order_number,), invocation.ctx)
                 name = (await self._look_up(order))[0]
             else:
-                name = self.chain_for(operation, client).name
+                name = self.chain_for(operation, ctx.client_id, ctx.channel).name
             answer = await invocation.send(self.chains[name].backend)
         if invocation.ctx.notes is not None:
             invocation.ctx.notes.backend = name

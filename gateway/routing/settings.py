@@ -4,8 +4,10 @@ Who serves a call, first match wins:
 
 1. ``clients.<client id>.<operation>``, then ``clients.<client id>.default``: one caller (a
    regional storefront, a partner) on its own backend;
-2. ``operations.<operation>``: one capability moved (``get_availability = "next"``);
-3. ``default_backend``.
+2. ``channels.<channel>.<operation>``, then ``channels.<channel>.default``: one sales channel
+   (``pos``, ``marketplace``: the token's ``auth.channel_claim``), whichever client calls;
+3. ``operations.<operation>``: one capability moved (``get_availability = "next"``);
+4. ``default_backend``.
 
 ``lookup_order`` (``"next,legacy"``): order and return lookups ask these backends in turn and
 answer from the first that knows the order, so one placed before the cutover is still found.
@@ -54,6 +56,8 @@ class RoutingSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
     operations: dict[str, str] = msgspec.field(default_factory=dict)
     #: client id -> (operation or ``default``) -> backend name.
     clients: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
+    #: sales channel (the token's ``auth.channel_claim``) -> (operation or ``default``) -> backend name.
+    channels: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
     #: Comma-separated backends order and return lookups ask in turn; empty: routed as any call.
     lookup_order: str = ""
     shadow: ShadowSettings = msgspec.field(default_factory=ShadowSettings)
@@ -76,14 +80,17 @@ class RoutingSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
             if operation not in OPERATIONS:
                 out.append((f"routing.operations.{operation}", f"no such operation; one of: {', '.join(OPERATIONS)}"))
             backend(f"routing.operations.{operation}", name)
-        for client, rules in self.clients.items():
+        callers = [("clients", who, rules) for who, rules in self.clients.items()]
+        callers += [("channels", which, rules) for which, rules in self.channels.items()]
+        for kind, caller, rules in callers:
             for operation, name in rules.items():
+                dotted = f"routing.{kind}.{caller}.{operation}"
                 if operation != "default" and operation not in OPERATIONS:
-                    out.append((f"routing.clients.{client}.{operation}", "no such operation (or default)"))
+                    out.append((dotted, "no such operation (or default)"))
                 if operation == "create_order":
                     hint = "orders are posted where intake judged their stock, whoever sent them: use operations"
-                    out.append((f"routing.clients.{client}.{operation}", hint))
-                backend(f"routing.clients.{client}.{operation}", name)
+                    out.append((dotted, hint))
+                backend(dotted, name)
         for name in self.lookups():
             backend("routing.lookup_order", name)
         if len(set(self.lookups())) != len(self.lookups()):
@@ -92,7 +99,7 @@ class RoutingSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_
             out.append(("routing.shadow.sample_rate", "set routing.shadow.backend too: the backend to shadow reads to"))
         if self.shadow.backend:
             backend("routing.shadow.backend", self.shadow.backend)
-            if self.shadow.backend == default and not self.operations and not self.clients:
+            if self.shadow.backend == default and not (self.operations or self.clients or self.channels):
                 out.append(("routing.shadow.backend", f"{default!r} serves every read already: shadow another backend"))
             for operation in self.shadowed() - SHADOWABLE:
                 out.append(

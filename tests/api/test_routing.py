@@ -128,6 +128,25 @@ def test_a_caller_may_have_a_backend_of_its_own(several: Callable[..., Settings]
         assert not checks["backend:legacy"]["required"]
 
 
+def test_a_sales_channel_may_have_a_backend_of_its_own(
+    several: Callable[..., Settings], gateway: Any, mint: Mint
+) -> None:
+    """The point-of-sale tills move to ``next`` first, whichever client id their tokens carry;
+    a client's own rule still wins over its channel's."""
+    settings = several(channels={"pos": {"get_availability": "next"}}, clients={"till-legacy": {"default": "legacy"}})
+    with gateway(settings, {}, token=mint(client_id="till-17", channel="pos")) as client:
+        assert client.get("/v1/availability/TEE-NVY-M").headers["erp-backend"] == "next"
+        assert client.get("/v1/availability/TEE-NVY-M").headers["erp-backend"] == "next"  # the hot path too
+        prices = client.post("/v1/prices/check", json=_CART | {"lines": [{"sku": "TEE-NVY-M", "quantity": 1}]})
+        assert prices.headers["erp-backend"] == "legacy"  # the channel's rule names one operation
+    with gateway(settings, {}, token=mint(client_id="till-legacy", channel="pos")) as client:
+        assert client.get("/v1/availability/TEE-NVY-M").headers["erp-backend"] == "legacy"
+    with gateway(settings, {}, token=mint(client_id="web-shop", channel="web")) as client:
+        assert client.get("/v1/availability/TEE-NVY-M").headers["erp-backend"] == "legacy"
+    with gateway(settings, {}, token=mint(client_id="till-17", channel=["pos"])) as client:
+        assert_problem(client.get("/v1/availability/TEE-NVY-M"), 401, "unauthorized")  # a channel is a name, not a list
+
+
 def test_a_lookup_finds_an_order_only_the_old_erp_holds(
     several: Callable[..., Settings], gateway: Any, tmp_path: Path
 ) -> None:
@@ -278,5 +297,10 @@ def test_routing_rules_name_what_exists() -> None:
         load_settings(
             {**env, "ERPGW_ROUTING__SHADOW__BACKEND": "next", "ERPGW_ROUTING__SHADOW__OPERATIONS": "create_order"}
         )
+    assert load_settings({**env, "ERPGW_ROUTING__CHANNELS__POS__DEFAULT": "next"}).routing.channels == {
+        "pos": {"default": "next"}
+    }
+    with pytest.raises(SettingsError, match=r"ERPGW_ROUTING__CHANNELS__POS__CREATE_ORDER.*where intake judged"):
+        load_settings({**env, "ERPGW_ROUTING__CHANNELS__POS__CREATE_ORDER": "next"})
     with pytest.raises(SettingsError, match="ERPGW_ROUTING__SHADOW__SAMPLE_RATE"):
         load_settings({**env, "ERPGW_ROUTING__SHADOW__BACKEND": "next", "ERPGW_ROUTING__SHADOW__SAMPLE_RATE": "1.5"})

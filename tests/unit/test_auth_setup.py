@@ -69,7 +69,7 @@ async def test_token_command_prints_a_token_the_gateway_accepts(
 ) -> None:
     monkeypatch.setenv("ERPGW_AUTH__DEV_KEY_PATH", str(tmp_path / "key.json"))
     argv = ["token", "--client", "storefront", "--scope", "availability:read", "--scope", "prices:read"]
-    assert main([*argv, "--ttl", "120", "--client-class", "premium"]) == 0
+    assert main([*argv, "--ttl", "120", "--client-class", "premium", "--channel", "pos"]) == 0
     out = capsys.readouterr()
     token = out.out.strip()
     assert "ERPGW_AUTH__DEV_MODE=true" in out.err
@@ -78,6 +78,7 @@ async def test_token_command_prints_a_token_the_gateway_accepts(
     identity = await verifier.verify(token)
     assert identity.client_id == "storefront"
     assert identity.client_class == "premium"
+    assert identity.channel == "pos"
     assert identity.scopes == {"availability:read", "prices:read"}
 
 
