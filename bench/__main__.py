@@ -33,6 +33,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from bench.catalog import CatalogStep, measure_catalog
+from bench.report import marked_sections
 from erp_backends.dataset import load_dataset
 from gateway.auth import SCOPES
 from gateway.auth.devkeys import load_or_create_dev_key, mint_token
@@ -480,8 +481,8 @@ def _report(cases: list[Case], extra: dict[str, str], catalog: list[CatalogStep]
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     kept = args.out.read_text() if args.out.exists() else ""
-    if "<!-- intake:" in kept:  # python -m bench.intake's section stands until it is run again
-        lines += ["", "<!-- intake:" + kept.split("<!-- intake:", 1)[1].rstrip("\n")]
+    for section in marked_sections(kept):  # bench.intake's and bench.shadow's stand until they run again
+        lines += ["", section]
     args.out.write_text("\n".join(lines) + "\n")
     _chart(cases, args.out.with_suffix(".png"))
     print(f"wrote {args.out}")

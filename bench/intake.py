@@ -35,13 +35,12 @@ from pathlib import Path
 import httpx
 
 from bench.__main__ import ROOT, _machine, bench_token, run_wrk
+from bench.report import write_section
 from tests.harness.gateway_process import free_port
 from tests.harness.redis_server import RedisServer
 
 SKU = "MUG-MOS"
 STOCK = 10_000_000
-MARK_BEGIN = "<!-- intake: python -m bench.intake -->"
-MARK_END = "<!-- /intake -->"
 
 _LUA = """
 local thread_id = 0
@@ -204,9 +203,10 @@ def main(argv: list[str] | None = None) -> int:
         row("up (posting beside intake)", up),
         row("down (breaker open)", down),
     ]
-    text = "\n".join(
+    text = write_section(
+        args.out,
+        "intake",
         [
-            MARK_BEGIN,
             "## Order intake",
             "",
             f"`python -m bench.intake --duration {args.duration} --connections {args.connections} "
@@ -225,23 +225,11 @@ def main(argv: list[str] | None = None) -> int:
             "p50 = 64 / throughput. A profile of one worker during the ERP-down run (py-spy) puts the accept "
             "step's Redis round trip (the Lua script and redis-py's parsing of its reply) at about a fifth of "
             "the worker's time, the HTTP stack, JWT check and body decoding at most of the rest.",
-            MARK_END,
-        ]
+        ],
     )
     print(text)
-    _write_section(args.out, text)
+    print(f"wrote {args.out}")
     return 0
-
-
-def _write_section(path: Path, section: str) -> None:
-    current = path.read_text() if path.exists() else ""
-    if MARK_BEGIN in current and MARK_END in current:
-        before, rest = current.split(MARK_BEGIN, 1)
-        after = rest.split(MARK_END, 1)[1]
-        path.write_text(before + section + after)
-    else:
-        path.write_text(current.rstrip("\n") + "\n\n" + section + "\n")
-    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -23,10 +23,9 @@ from pathlib import Path
 import httpx
 
 from bench.__main__ import ROOT, _machine, bench_token, run_wrk
-from bench.intake import _gateway, _write_section
+from bench.intake import _gateway
+from bench.report import write_section
 
-MARK_BEGIN = "<!-- shadow: python -m bench.shadow -->"
-MARK_END = "<!-- /shadow -->"
 PATH = "/v1/prices/check"
 BODY = '{"currency": "EUR", "customer": "C-1001", "lines": [{"sku": "TOTE-NAT", "quantity": 10}]}'
 _LUA = """
@@ -119,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     worst = max(run["p50"] / baseline for _, run, _ in results[2:])  # the shadow slow or failing
     healthy = results[1][1]["p50"] / baseline
-    text = "\n".join(
+    text = write_section(
+        args.out,
+        "shadow",
         [
-            MARK_BEGIN,
             "## Shadow reads",
             "",
             f"`python -m bench.shadow --duration {args.duration} --connections {args.connections}` "
@@ -136,11 +136,10 @@ def main(argv: list[str] | None = None) -> int:
             f"- A healthy shadow at a sample rate of 1 costs the worker the shadow calls themselves (up to "
             f"`max_in_flight` at once, the rest skipped): p50 {healthy:.2f}x; at a migration's usual rates "
             "(a few percent) that share shrinks with the rate.",
-            MARK_END,
-        ]
+        ],
     )
     print(text)
-    _write_section(args.out, text)
+    print(f"wrote {args.out}")
     return 0
 
 
