@@ -151,7 +151,7 @@ class ComplaintReturns:
 
     async def _submit(self, complaint_id: int, state: str, ctx: CallContext) -> None:
         """Submit and approve from ``state``; an attempt killed mid-write may still be at it in Tryton."""
-        await advance(self._rpc, "sale.complaint", complaint_id, state, _SUBMIT, ctx)
+        await advance(self._rpc, "sale.complaint", complaint_id, state, _SUBMIT, ctx, onward=frozenset({"done"}))
 
     async def create(
         self, request: ReturnRequest, token: IdempotencyToken, sale: SaleRecord, type_id: int, ctx: CallContext

@@ -40,6 +40,8 @@ _HEADER_DEFAULTS = ("invoice_address", "payment_term", "price_list", "invoice_me
 #: The workflow a sale the gateway creates goes through: (state it leaves, button, state it reaches).
 _QUOTE = Step("draft", "quote", "quotation")
 _CONFIRM = Step("quotation", "confirm", "confirmed")
+#: Where Tryton takes a sale by itself once it is confirmed (shipments and invoices made).
+_ONWARD = frozenset({"confirmed", "processing", "done"})
 
 
 class TrytonSales:
@@ -136,7 +138,7 @@ class TrytonSales:
 
     async def _submit(self, sale_id: int, state: str, ctx: CallContext) -> dict[str, Any]:
         """Take the sale through the workflow from ``state`` (another attempt may be at it too)."""
-        await advance(self._rpc, "sale.sale", sale_id, state, self._steps, ctx)
+        await advance(self._rpc, "sale.sale", sale_id, state, self._steps, ctx, onward=_ONWARD)
         (sale,) = await self._rpc.call("model.sale.sale.read", [sale_id], _FIELDS, ctx=ctx)
         return dict(sale)
 

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import msgspec
 import pytest
 
 from contracts.v1 import ReturnRequest, ReturnRequestLine
-from erp_backends.errors import InProgress
+from erp_backends.errors import InProgress, Rejected
 from erp_backends.port import CallContext, IdempotencyToken, ReturnOutcome
 from erp_backends.tryton import TrytonBackend
 from erp_backends.tryton.returns import ComplaintReturns
@@ -105,12 +106,27 @@ async def test_a_retry_that_presses_a_button_the_cut_off_attempt_pressed_meanwhi
     await adapter(approve_returns=False).create_return(REQUEST, token, CTX)
     settings = tryton_settings(server)
     async with httpx.AsyncClient(timeout=60.0) as client:
-        returns = ComplaintReturns(
-            TrytonRpc(settings, client, settings.resolve_password()), approve=True, adopt_after_seconds=0
-        )
+        rpc = _RefusalsSeen(settings, client, settings.resolve_password())
+        returns = ComplaintReturns(rpc, approve=True, adopt_after_seconds=0)
         (stale,) = await returns.find_by_key(token.key, CTX)
         assert stale["state"] == "draft"
         server.rpc().model("sale.complaint", "wait", [stale["id"]], accept_warnings=True)  # the cut-off attempt
         outcome = await returns.adopt(stale, token, CTX)
+    assert rpc.refused == ["model.sale.complaint.wait"]  # Tryton did refuse the retry's button
     assert outcome.replayed
     assert [c["state"] for c in _complaints(server, token.key)] in (["approved"], ["done"])
+
+
+class _RefusalsSeen(TrytonRpc):
+    """The adapter's RPC, noting each call Tryton refused."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.refused: list[str] = []
+
+    async def call(self, method: str, *params: Any, **kw: Any) -> Any:
+        try:
+            return await super().call(method, *params, **kw)
+        except Rejected:
+            self.refused.append(method)
+            raise
