@@ -260,6 +260,9 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
     if not scopes:
         print("name at least one --scope (or --all-scopes)", file=sys.stderr)
         return 2
+    if args.channel and not settings.auth.channel_claim:
+        print("--channel needs ERPGW_AUTH__CHANNEL_CLAIM: the claim the gateway reads it from", file=sys.stderr)
+        return 2
     key = load_or_create_dev_key(Path(settings.auth.dev_key_path))
     print(
         mint_token(

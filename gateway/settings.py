@@ -357,6 +357,9 @@ def _check_backends(settings: Settings) -> None:
         raise SettingsError(env_name("default_backend"), hint, "default_backend")
     for dotted, problem in settings.routing.problems(names, settings.default_backend_name()):
         raise SettingsError(env_name(dotted), problem, dotted)
+    if settings.routing.channels and not settings.auth.channel_claim:
+        hint = "set auth.channel_claim too: the token claim naming the sales channel (channel)"
+        raise SettingsError(env_name("auth.channel_claim"), hint, "auth.channel_claim")
 
 
 _AT = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.S)

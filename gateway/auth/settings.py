@@ -63,9 +63,9 @@ class AuthSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_fie
     client_id_claims: str = "client_id azp"
     #: Claim carrying the caller's quota class.
     client_class_claim: str = "client_class"
-    #: Claim naming the sales channel the token acts for (``web``, ``pos``, ``marketplace``), which
-    #: ``routing.channels`` may route on; absent: no channel.
-    channel_claim: str = "channel"
+    #: Claim naming the sales channel a token acts for (``web``, ``pos``, ``marketplace``), which
+    #: ``routing.channels`` routes on; empty: channels are not read (a token without it: no channel).
+    channel_claim: str = ""
     #: Quota class per client id, overriding the claim: ``storefront=premium, helpdesk=internal``.
     client_classes: str = ""
     #: Seconds before the JWKS is fetched again (on the next token that is not in the cache).

@@ -166,7 +166,7 @@ class TokenVerifier:
         if claimed_class is not None and (not isinstance(claimed_class, str) or not _CLIENT_CLASS.match(claimed_class)):
             raise TokenError(f"the token's {self._class_claim} claim is not acceptable")
         client_class = self._classes.get(client_id) or claimed_class or "default"
-        channel = claims.get(self._channel_claim)
+        channel = claims.get(self._channel_claim) if self._channel_claim else None
         if channel is not None and (not isinstance(channel, str) or not _CLIENT_CLASS.match(channel)):
             raise TokenError(f"the token's {self._channel_claim} claim is not acceptable")
         return ClientIdentity(

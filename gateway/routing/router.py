@@ -44,7 +44,7 @@ class RoutedBackend(WrappingBackend):
         self.default = default
         self._operations = dict(settings.operations)
         self._clients = {client: dict(rules) for client, rules in settings.clients.items()}
-        self._channels = {channel: dict(rules) for channel, rules in settings.channels.items()}
+        self._channels = {channel.lower(): dict(rules) for channel, rules in settings.channels.items()}
         self._lookups = settings.lookups()
         self.shadow = shadow
         self._serves = self._derive_serves()
@@ -59,7 +59,7 @@ class RoutedBackend(WrappingBackend):
         intake posts every order where it judged its stock, whoever sent it (``operations``)."""
         if operation == "create_order":
             return None
-        for rules in (self._clients.get(client_id or ""), self._channels.get(channel or "")):
+        for rules in (self._clients.get(client_id or ""), self._channels.get((channel or "").lower())):
             if rules is not None and (name := rules.get(operation) or rules.get("default")):
                 return name
         return None

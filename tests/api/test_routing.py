@@ -133,18 +133,23 @@ def test_a_sales_channel_may_have_a_backend_of_its_own(
 ) -> None:
     """The point-of-sale tills move to ``next`` first, whichever client id their tokens carry;
     a client's own rule still wins over its channel's."""
-    settings = several(channels={"pos": {"get_availability": "next"}}, clients={"till-legacy": {"default": "legacy"}})
-    with gateway(settings, {}, token=mint(client_id="till-17", channel="pos")) as client:
+    routed = several(channels={"pos": {"get_availability": "next"}}, clients={"till-legacy": {"default": "legacy"}})
+    settings = msgspec.structs.replace(routed, auth=msgspec.structs.replace(routed.auth, channel_claim="channel"))
+    with gateway(settings, {}, token=mint(client_id="till-17", channel="POS")) as client:
+        web = {"Authorization": f"Bearer {mint(client_id='web-shop', channel='web')}"}
+        assert client.get("/v1/availability/TEE-NVY-M", headers=web).headers["erp-backend"] == "legacy"
+        # legacy's copy is cached now; the till's reads (the hot path's case) still go to next
         assert client.get("/v1/availability/TEE-NVY-M").headers["erp-backend"] == "next"
-        assert client.get("/v1/availability/TEE-NVY-M").headers["erp-backend"] == "next"  # the hot path too
+        assert client.get("/v1/availability/TEE-NVY-M").headers["erp-backend"] == "next"
         prices = client.post("/v1/prices/check", json=_CART | {"lines": [{"sku": "TEE-NVY-M", "quantity": 1}]})
         assert prices.headers["erp-backend"] == "legacy"  # the channel's rule names one operation
     with gateway(settings, {}, token=mint(client_id="till-legacy", channel="pos")) as client:
         assert client.get("/v1/availability/TEE-NVY-M").headers["erp-backend"] == "legacy"
-    with gateway(settings, {}, token=mint(client_id="web-shop", channel="web")) as client:
-        assert client.get("/v1/availability/TEE-NVY-M").headers["erp-backend"] == "legacy"
     with gateway(settings, {}, token=mint(client_id="till-17", channel=["pos"])) as client:
-        assert_problem(client.get("/v1/availability/TEE-NVY-M"), 401, "unauthorized")  # a channel is a name, not a list
+        assert_problem(client.get("/v1/availability/TEE-NVY-M"), 401, "unauthorized")  # a channel is a name
+    with gateway(routed, {}, token=mint(client_id="till-17", channel=["pos"])) as client:
+        # no channel claim configured: it is not read, and a token that worked before still works
+        assert client.get("/v1/availability/TEE-NVY-M").headers["erp-backend"] == "legacy"
 
 
 def test_a_lookup_finds_an_order_only_the_old_erp_holds(
@@ -297,6 +302,9 @@ def test_routing_rules_name_what_exists() -> None:
         load_settings(
             {**env, "ERPGW_ROUTING__SHADOW__BACKEND": "next", "ERPGW_ROUTING__SHADOW__OPERATIONS": "create_order"}
         )
+    with pytest.raises(SettingsError, match=r"ERPGW_AUTH__CHANNEL_CLAIM.*the token claim naming the sales channel"):
+        load_settings({**env, "ERPGW_ROUTING__CHANNELS__POS__DEFAULT": "next"})
+    env["ERPGW_AUTH__CHANNEL_CLAIM"] = "channel"
     assert load_settings({**env, "ERPGW_ROUTING__CHANNELS__POS__DEFAULT": "next"}).routing.channels == {
         "pos": {"default": "next"}
     }

@@ -68,13 +68,14 @@ async def test_token_command_prints_a_token_the_gateway_accepts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("ERPGW_AUTH__DEV_KEY_PATH", str(tmp_path / "key.json"))
+    monkeypatch.setenv("ERPGW_AUTH__CHANNEL_CLAIM", "channel")
     argv = ["token", "--client", "storefront", "--scope", "availability:read", "--scope", "prices:read"]
     assert main([*argv, "--ttl", "120", "--client-class", "premium", "--channel", "pos"]) == 0
     out = capsys.readouterr()
     token = out.out.strip()
     assert "ERPGW_AUTH__DEV_MODE=true" in out.err
     key = load_or_create_dev_key(tmp_path / "key.json")
-    verifier = TokenVerifier(AuthSettings(dev_mode=True), StaticKeys(dev_jwks(key)))
+    verifier = TokenVerifier(AuthSettings(dev_mode=True, channel_claim="channel"), StaticKeys(dev_jwks(key)))
     identity = await verifier.verify(token)
     assert identity.client_id == "storefront"
     assert identity.client_class == "premium"
@@ -87,6 +88,7 @@ def test_token_command_refuses_unknown_or_no_scopes(tmp_path: Path, monkeypatch:
     with pytest.raises(SystemExit):
         main(["token", "--client", "x", "--scope", "everything"])
     assert main(["token", "--client", "x"]) == 2
+    assert main(["token", "--client", "x", "--all-scopes", "--channel", "pos"]) == 2  # no claim to carry it
 
 
 @pytest.mark.parametrize(
