@@ -298,8 +298,9 @@ class RedisDeployment:
             return [harness.primary()[0]]
         return [harness.port]
 
-    #: What asking for ``commandstats`` itself sends (and connection handshakes): left out of it.
-    ADMIN_COMMANDS = frozenset({"info", "hello", "role", "ping", "client|setinfo"})
+    #: What asking for ``commandstats`` itself sends (and connection handshakes), and what a
+    #: replica sends its primary now and then (``replconf``, ``psync``): left out of it.
+    ADMIN_COMMANDS = frozenset({"info", "hello", "role", "ping", "client|setinfo", "replconf", "psync", "sync"})
 
     def commandstats(self) -> Counter[str]:
         """Calls of each data command (``mget``, ``evalsha``...) summed over every primary (the
