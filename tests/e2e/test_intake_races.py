@@ -470,7 +470,9 @@ async def test_fifty_callers_with_one_key_get_one_intake_and_one_sale(
     """50 POSTs with one Idempotency-Key and one body at once (each on its own connection, over
     both instances): every answer is 202 with the one intake id (one without
     ``Idempotent-Replayed``, 49 with it), the operators' list has one intake for the reference,
-    and Tryton one sale, once posted."""
+    and Tryton one sale, once posted. Then 30 POSTs of another order, each under a key of its own
+    (a storefront resubmitting from several pods): one 202, every other answer 409
+    ``order-already-submitted`` naming that intake; Tryton one sale for it too."""
     rpc = tryton.rpc()
     sku, quantity = "MUG-MOS", 2
     with _two_instances(tmp_path, _env(tryton, dev_key_path, {"ERPGW_REDIS__URL": redis_url})) as (a, b):
@@ -499,11 +501,24 @@ async def test_fifty_callers_with_one_key_get_one_intake_and_one_sale(
             mine = [i for i in listed.json()["items"] if i["externalRef"] == order["externalRef"]]
             assert [i["intakeId"] for i in mine] == list(ids)
             views = await _until_posted(clients[1], list(ids))
+
+            other = _order(_ref(), (sku, 1, await _price(clients[0], sku, 1)))
+            resubmitted = await _post_all(clients, [(str(uuid.uuid4()), other) for _ in range(30)], 30)
+            print(f"30 keys, one externalRef: {dict(_tally(resubmitted))}")
+            won = [x for x in resubmitted if x.status == 202]
+            assert len(won) == 1, dict(_tally(resubmitted))
+            link = f"/v1/order-intakes/{won[0].body['intakeId']}"
+            duplicates = [x for x in resubmitted if x.problem == "order-already-submitted"]
+            assert all(x.status == 409 and x.body["existing"] == link for x in duplicates), duplicates[:3]
+            retry = [x for x in resubmitted if x.problem in DESIGNED_RETRY and x.headers and "retry-after" in x.headers]
+            assert len(won) + len(duplicates) + len(retry) == 30, [x.describe() for x in resubmitted][:5]
+            views |= await _until_posted(clients[0], [won[0].body["intakeId"]])
         finally:
             await asyncio.gather(*(c.aclose() for c in clients))
     assert not _troubles([a, b]), _troubles([a, b])[:5]
-    assert len(_one_sale_per_intake(rpc, views)) == 1
+    assert len(_one_sale_per_intake(rpc, views)) == 2
     assert _units(rpc, [order["externalRef"]]) == Counter({sku: quantity})
+    assert _units(rpc, [other["externalRef"]]) == Counter({sku: 1})
     if designed:  # allowed (a caller retries after Retry-After), but worth knowing
         print(f"designed refusals: {[x.describe() for x in designed]}")
 
