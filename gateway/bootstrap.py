@@ -285,15 +285,25 @@ class PostingWorker:
     without HTTP (a separate Deployment when posting is not left to the gateway's workers)."""
 
     def __init__(self, settings: Settings, wrap_adapter: WrapAdapter | None = None) -> None:
+        self.telemetry = Telemetry(settings.observability)
         self.redis = open_shared_state(settings.redis)
-        self.erp = build_erp(settings, self.redis, wrap_adapter=wrap_adapter)
+        self.telemetry.instrument_redis(client_of(self.redis))
+        self.erp = build_erp(
+            settings,
+            self.redis,
+            wrap_adapter=wrap_adapter,
+            instrument=self.telemetry.instrument_http_client,
+            observer=self.telemetry if self.telemetry.observes_erp_calls else None,
+        )
+        self.telemetry.watch_breakers(self.erp.breakers())
         self.store = build_intake_store(settings, self.redis)
-        self.poster = build_poster(settings, self.erp, self.store)
+        self.poster = build_poster(settings, self.erp, self.store, telemetry=self.telemetry)
 
     async def aclose(self) -> None:
         await self.store.aclose()
         await self.erp.aclose()
         await self.redis.aclose()
+        self.telemetry.shutdown()
 
 
 #: Seconds /readyz gives Redis and the shared breaker states (its whole budget is 2 s).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Annotated
 
 import msgspec
 
@@ -28,6 +29,9 @@ class IntakeSettings(msgspec.Struct, kw_only=True, frozen=True, forbid_unknown_f
     salability_ttl_seconds: float = 300.0
     #: Post accepted orders from the gateway's own workers (off: run ``erp-gateway worker``).
     post_in_workers: bool = True
+    #: Port ``erp-gateway worker`` serves Prometheus metrics on (``/metrics``, at ``server.host``):
+    #: its posts, ERP calls and breaker states; 0: none.
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
     #: Orders one process posts at once (the ERP call budget bounds them too).
     posting_concurrency: int = 4
     #: Attempts before an order the ERP keeps failing on is dead-lettered.

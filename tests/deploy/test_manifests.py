@@ -31,8 +31,9 @@ VARIANTS = {"base": DEPLOY / "base"} | {
 KUBERNETES_VERSIONS = ["1.30.0", "1.37.0"]
 #: checkov checks a manifest may skip, each with its reason in the annotation.
 ALLOWED_SKIPS = {"CKV_K8S_43", "CKV_K8S_21"}
-#: ... and the ones only the intake worker may skip: it has no HTTP server to probe (liveness
-#: CKV_K8S_8, readiness CKV_K8S_9), and an exec probe would have nothing real to check.
+#: ... and the ones only the intake worker may skip: it has nothing to probe (liveness CKV_K8S_8,
+#: readiness CKV_K8S_9; its metrics thread says nothing of the posting loop), and an exec probe
+#: would have nothing real to check.
 WORKER_SKIPS = {"CKV_K8S_8", "CKV_K8S_9"}
 COMPONENT = "app.kubernetes.io/component"
 API, WORKER = "api", "intake-worker"
@@ -513,16 +514,20 @@ def test_worker_has_no_port_and_no_pretend_probes(rendered: Rendered) -> None:
     skipped on this Deployment alone, with that reason; minReadySeconds stands in for readiness
     in a rollout (a worker that exits at start-up never counts as available)."""
     container = rendered.worker_container
-    assert "ports" not in container
+    port = int(rendered.setting("ERPGW_INTAKE__METRICS_PORT", 0))
+    assert port, "the worker's metrics are scraped"
+    assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert probe not in container, f"{probe}: the worker has nothing to answer it"
     skips = [v for k, v in rendered.worker["metadata"]["annotations"].items() if k.startswith("checkov.io/skip")]
     assert {skip.split("=", 1)[0] for skip in skips} >= WORKER_SKIPS
     assert rendered.worker["spec"]["minReadySeconds"] >= 5
-    assert "annotations" not in rendered.worker["spec"]["template"]["metadata"], "no /metrics to scrape"
+    annotations = rendered.worker["spec"]["template"]["metadata"]["annotations"]
+    assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/port"]) == ("true", str(port))
+    assert annotations["prometheus.io/path"] == "/metrics"
     policy = selecting(rendered.resources, "NetworkPolicy", rendered.worker)["spec"]
     assert policy["policyTypes"] == ["Ingress"]
-    assert not policy.get("ingress"), "nothing listens: no ingress at all"
+    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == [port], "only /metrics"
 
 
 def test_worker_resources_and_spread(rendered: Rendered) -> None:

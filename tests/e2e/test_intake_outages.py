@@ -61,9 +61,10 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import Mint
-from tests.harness.gateway_process import GatewayProcess, PostingWorkerProcess
+from tests.harness.gateway_process import GatewayProcess, PostingWorkerProcess, free_port
 from tests.harness.tryton import TrytonServer, password_file
 
 pytestmark = [pytest.mark.e2e, pytest.mark.tryton]
@@ -123,6 +124,18 @@ def _env(tmp_path: Path, tryton: TrytonServer, dev_key_path: Path, calls: Calls,
         "ERPGW_BREAKER__SYNC_INTERVAL_SECONDS": "0.2",
         **extra,
     }
+
+
+def _samples(exposition: str) -> dict[str, dict[str, float]]:
+    """sample name -> its first label's value (outcome, operation, breaker) -> the sum over the rest."""
+    out: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(exposition):
+        for sample in family.samples:
+            if sample.labels:
+                by = out.setdefault(sample.name, {})
+                first = next(iter({k: v for k, v in sample.labels.items() if k != "backend"}.values()), "")
+                by[first] = by.get(first, 0) + sample.value
+    return out
 
 
 def _order(sku: str, quantity: int, unit_price: str, ref: str) -> dict[str, Any]:
@@ -430,6 +443,7 @@ def test_a_poison_order_is_rejected_released_then_fixed_and_replayed_posts_once(
         calls,
         ERPGW_INTAKE__POST_IN_WORKERS="false",
         ERPGW_INTAKE__SALABILITY_TTL_SECONDS=str(SALABILITY_TTL),
+        ERPGW_INTAKE__METRICS_PORT=str(metrics_port := free_port()),
     )
     worker = PostingWorkerProcess(tmp_path, env, name="worker")
     try:
@@ -493,6 +507,11 @@ def test_a_poison_order_is_rejected_released_then_fixed_and_replayed_posts_once(
                 )
                 assert calls.count("create_order") == 2  # the rejected attempt and the replayed one
                 assert _tally(_intakes(client)) == {"posted": 1}
+                # the separate worker's own /metrics say the same (the gateway's do not see its posts)
+                scraped = _samples(httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text)
+                assert scraped["erpgw_intake_posts_total"] == {"rejected": 1, "posted": 1}
+                assert scraped["erpgw_erp_call_duration_seconds_count"] == {"create_order": 2}
+                assert scraped["erpgw_breaker_state"] == {"tryton:reads": 0, "tryton:writes": 0}
             finally:
                 _set_salable(tryton, POISON_SKU, False)
     finally:  # whatever failed, the worker this test started stops
