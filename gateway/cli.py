@@ -232,18 +232,22 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
     async def run() -> int:
         worker = PostingWorker(settings, wrap_adapter=args.wrap_adapter)
-        metrics = worker.telemetry.metrics
         exposed = None
-        if settings.intake.metrics_port and metrics is not None and not args.once:
-            from prometheus_client import start_http_server
-
-            # prometheus_client's own server, in a thread: the worker has no HTTP stack of its own
-            exposed, _ = start_http_server(settings.intake.metrics_port, settings.server.host, metrics.registry)
-            log.info("metrics on http://%s:%d/metrics", settings.server.host, settings.intake.metrics_port)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):  # first: as PID 1 a process ignores SIGTERM without one
             loop.add_signal_handler(sig, worker.poster.stop)
         try:
+            metrics, port = worker.telemetry.metrics, settings.intake.metrics_port
+            if port and metrics is not None and not args.once:
+                from prometheus_client import start_http_server
+
+                # prometheus_client's own server, in a thread: the worker has no HTTP stack of its own
+                try:
+                    exposed, _ = start_http_server(port, settings.server.host, metrics.registry)
+                except OSError as exc:
+                    print(f"cannot serve metrics on {settings.server.host}:{port}: {exc}", file=sys.stderr)
+                    return 2
+                log.info("metrics on http://%s:%d/metrics", settings.server.host, port)
             worker.erp.start()
             if args.once:
                 attempts = await worker.poster.post_due()

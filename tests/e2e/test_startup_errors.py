@@ -5,6 +5,7 @@ the newcomer runs it: the real command line, in a subprocess."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -122,3 +123,17 @@ def test_serve_options_are_checked_like_the_settings_they_replace(tmp_path: Path
     done = run(tmp_path, "serve", "--host", "127.0.0.1", "--port", str(free_port()), "--workers", "0", **dev)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines()[-1] == "erp-gateway serve: error: argument --workers: 0 is not from 1 to 1024"
+
+
+def test_a_worker_whose_metrics_port_is_taken_says_so(tmp_path: Path) -> None:
+    """``erp-gateway worker`` cannot listen on ``ERPGW_INTAKE__METRICS_PORT``: one line, status 2
+    (a worker without its metrics would post unseen); a port out of range is a setting error."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run(tmp_path, "worker", ERPGW_INTAKE__METRICS_PORT=str(port), ERPGW_INTAKE__PATH="intake.sqlite")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(f"cannot serve metrics on 127.0.0.1:{port}: ")
+    assert "Traceback" not in done.stderr
+    assert_refused(run(tmp_path, "worker", ERPGW_INTAKE__METRICS_PORT="70000"), "ERPGW_INTAKE__METRICS_PORT")
