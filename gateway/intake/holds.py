@@ -17,6 +17,7 @@ short when accepted orders hold the units, so the checkout hears it before it su
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 
@@ -41,6 +42,12 @@ class HeldStock:
         self._ttl = ttl_seconds
         #: sku -> (known until, that SKU's part of the ledger)
         self._known: dict[str, tuple[float, HoldLedger]] = {}
+        #: sku -> the store read under way for it: concurrent answers wait for it, not ask again
+        self._reading: dict[str, asyncio.Future[dict[str, HoldLedger]]] = {}
+        #: sku -> the ``_changes`` count when it was last forgotten; a read begun before is not kept
+        self._forgotten: dict[str, int] = {}
+        self._changes = 0
+        self._floor = 0  # reads begun before it are not kept (the forgotten map was cleared)
 
     def none_held(self, sku: str) -> bool:
         """True when this process knows, within its TTL, that nothing is held on ``sku`` (the
@@ -49,8 +56,17 @@ class HeldStock:
         return known is not None and known[0] > time.monotonic() and not known[1].active and not known[1].posted
 
     def forget(self, sku: str) -> None:
-        """Holds on ``sku`` changed here (accepted, cancelled, replayed): read them again."""
+        """Holds on ``sku`` changed here (accepted, cancelled, replayed): read them again. A read
+        of the store already under way may have been answered before the change: it still
+        serves the answer that asked for it, but is not kept, nor waited for by a later one."""
         self._known.pop(sku, None)
+        self._reading.pop(sku, None)
+        self._changes += 1
+        self._forgotten[sku] = self._changes
+        if len(self._forgotten) > 50_000:
+            self._forgotten.clear()
+            self._changes += 1  # every read under way began before: none is kept
+            self._floor = self._changes
 
     async def subtract(self, batch: AvailabilityBatch, read_at: Mapping[str, float]) -> AvailabilityBatch:
         """``batch`` with the held units subtracted. The store is asked for the SKUs this
@@ -111,27 +127,62 @@ class HeldStock:
 
     async def _ledger(self, skus: Sequence[str]) -> HoldLedger:
         now = time.monotonic()
-        missing = [sku for sku in skus if (known := self._known.get(sku)) is None or known[0] <= now]
+        parts: dict[str, HoldLedger] = {}  # taken now: a forget() while this waits drops the entry
+        missing: list[str] = []
+        for sku in skus:
+            known = self._known.get(sku)
+            if known is not None and known[0] > now:
+                parts[sku] = known[1]
+            else:
+                missing.append(sku)
         if missing:
-            try:
-                fresh = await self._store.ledger(missing, time.time())
-            except IntakeStoreUnavailable:  # reads go on: with what this process last knew
-                fresh = None
-            until = now + self._ttl
-            if fresh is None:
-                fresh, until = _NONE, now  # known as nothing only where nothing was known before
-                missing = [sku for sku in missing if sku not in self._known]
-            for sku in missing:
-                self._known[sku] = (until, _part(fresh, sku))
-            if len(self._known) > 50_000:  # bounded: forget what ran out
-                self._known = {k: v for k, v in self._known.items() if v[0] > now}
+            reads = {id(read): read for sku in missing if (read := self._reading.get(sku)) is not None}
+            mine = [sku for sku in missing if sku not in self._reading]
+            if mine:
+                read = asyncio.ensure_future(self._read(mine, now))
+                for sku in mine:
+                    self._reading[sku] = read
+                read.add_done_callback(lambda done: self._done_reading(mine, done))
+                reads[id(read)] = read
+            # shielded: one caller gone (its client hung up) does not cancel the others' read
+            for answer in await asyncio.gather(*(asyncio.shield(read) for read in reads.values())):
+                parts.update(answer)
         active: dict[tuple[str, str], int] = {}
         posted: dict[tuple[str, str], tuple[tuple[float, int], ...]] = {}
         for sku in skus:
-            part = self._known[sku][1]
+            part = parts[sku]
             active.update(part.active)
             posted.update(part.posted)
         return HoldLedger(active=active, posted=posted)
+
+    def _done_reading(self, skus: Sequence[str], done: asyncio.Future[dict[str, HoldLedger]]) -> None:
+        for sku in skus:
+            if self._reading.get(sku) is done:
+                del self._reading[sku]
+
+    async def _read(self, skus: Sequence[str], now: float) -> dict[str, HoldLedger]:
+        """One store read of ``skus``' ledger; each SKU's part, kept for the TTL unless the SKU
+        was forgotten meanwhile. The store down: what this process last knew (nothing where it
+        knew nothing), kept for no time."""
+        began = self._changes
+        try:
+            fresh: HoldLedger | None = await self._store.ledger(skus, time.time())
+        except IntakeStoreUnavailable:  # reads go on: with what this process last knew
+            fresh = None
+        parts: dict[str, HoldLedger] = {}
+        for sku in skus:
+            if fresh is None:
+                known = self._known.get(sku)
+                parts[sku] = known[1] if known is not None else _NONE
+                if known is None:
+                    self._known[sku] = (now, _NONE)
+                continue
+            parts[sku] = _part(fresh, sku)
+            if self._forgotten.get(sku, self._floor) <= began:
+                self._known[sku] = (now + self._ttl, parts[sku])
+        if len(self._known) > 50_000:  # bounded: forget what ran out
+            self._known = {k: v for k, v in self._known.items() if v[0] > now}
+        return parts
 
 
 def _part(ledger: HoldLedger, sku: str) -> HoldLedger:

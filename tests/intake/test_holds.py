@@ -3,13 +3,16 @@ judged together as intake judges them, never a positive figure made negative."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
 
 from contracts.v1 import SkuAvailability, WarehouseStock
-from gateway.intake.holds import _subtract
-from gateway.intake.store import HoldLedger
+from gateway.intake.holds import HeldStock, _subtract
+from gateway.intake.store import HoldLedger, IntakeStore
 
 AS_OF = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 READ_AT = AS_OF.timestamp()
@@ -63,3 +66,54 @@ def test_a_posted_hold_counts_only_for_stock_read_before_the_post() -> None:
     ledger = HoldLedger(active={}, posted={("S", "EAST"): ((READ_AT, 2),)})
     assert _figures(_subtract(_item(EAST=5), ledger, READ_AT - 1))[0] == 3
     assert _figures(_subtract(_item(EAST=5), ledger, READ_AT + 1))[0] == 5
+
+
+class _SlowLedger:
+    """The store's ``ledger`` only: answers what ``held`` says when ``release`` is set, counting reads."""
+
+    def __init__(self) -> None:
+        self.held: dict[tuple[str, str], int] = {}
+        self.reads = 0
+        self.asked = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def ledger(self, skus: Sequence[str], now: float) -> HoldLedger:
+        self.reads += 1
+        self.asked.set()
+        answer = HoldLedger(active={p: u for p, u in self.held.items() if p[0] in skus}, posted={})
+        await self.release.wait()
+        return answer
+
+
+def _holds(store: _SlowLedger) -> HeldStock:
+    return HeldStock(cast(IntakeStore, store), ttl_seconds=30)
+
+
+async def test_answers_waiting_on_one_sku_share_one_store_read() -> None:
+    """A burst of availability answers for a SKU whose ledger ran out reads it once, not once each."""
+    store = _SlowLedger()
+    holds = _holds(store)
+    waiting = [asyncio.ensure_future(holds.any_held(["S"])) for _ in range(20)]
+    await asyncio.sleep(0)
+    waiting[0].cancel()  # one caller hangs up: the others still get the read
+    store.release.set()
+    answers = await asyncio.gather(*waiting, return_exceptions=True)
+    assert answers[1:] == [False] * 19
+    assert store.reads == 1
+    assert holds.none_held("S")
+
+
+async def test_a_read_answered_before_a_hold_changed_here_is_not_kept() -> None:
+    """The store answered 'nothing held' just before this process accepted an order on the SKU:
+    that answer serves the call that asked, but the next one reads the hold, not the old answer."""
+    store = _SlowLedger()
+    holds = _holds(store)
+    before = asyncio.ensure_future(holds.any_held(["S"]))
+    await store.asked.wait()  # the store has read the ledger; its answer is on its way
+    store.held[("S", "EAST")] = 2  # accepted through this process meanwhile ...
+    holds.forget("S")  # ... which says so
+    store.release.set()
+    assert await before is False
+    assert not holds.none_held("S")
+    assert await holds.any_held(["S"]) is True
+    assert store.reads == 2
