@@ -300,10 +300,12 @@ class PostingWorker:
         self.poster = build_poster(settings, self.erp, self.store, telemetry=self.telemetry)
 
     async def aclose(self) -> None:
-        await self.store.aclose()
-        await self.erp.aclose()
-        await self.redis.aclose()
-        self.telemetry.shutdown()
+        try:
+            await self.store.aclose()
+            await self.erp.aclose()
+            await self.redis.aclose()
+        finally:
+            self.telemetry.shutdown()
 
 
 #: Seconds /readyz gives Redis and the shared breaker states (its whole budget is 2 s).

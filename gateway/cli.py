@@ -238,12 +238,16 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
             loop.add_signal_handler(sig, worker.poster.stop)
         try:
             metrics, port = worker.telemetry.metrics, settings.intake.metrics_port
-            if port and metrics is not None and not args.once:
-                from prometheus_client import start_http_server
+            if port and not args.once:
+                from gateway.observability.exposition import MetricsServer
 
-                # prometheus_client's own server, in a thread: the worker has no HTTP stack of its own
+                if metrics is None:
+                    said = "ERPGW_INTAKE__METRICS_PORT is set but ERPGW_OBSERVABILITY__METRICS_ENABLED is false"
+                    print(said, file=sys.stderr)
+                    return 2
+                token = settings.observability.scrape_token()
                 try:
-                    exposed, _ = start_http_server(port, settings.server.host, metrics.registry)
+                    exposed = MetricsServer(metrics.registry, settings.server.host, port, token)
                 except OSError as exc:
                     print(f"cannot serve metrics on {settings.server.host}:{port}: {exc}", file=sys.stderr)
                     return 2
@@ -259,8 +263,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
             return 0
         finally:
             if exposed is not None:
-                exposed.shutdown()
-                exposed.server_close()
+                exposed.close()
             await worker.aclose()
 
     return asyncio.run(run())

@@ -434,12 +434,12 @@ def check_startup(settings: Settings, *, serving: bool = True) -> None:
             raise SettingsError("ERPGW_SERVER__TIMEOUT", "set at least 1 second", "server.timeout")
         if server.graceful_timeout < 1:
             raise SettingsError("ERPGW_SERVER__GRACEFUL_TIMEOUT", "set at least 1 second", "server.graceful_timeout")
-        if token_file := settings.observability.metrics_token_file:
-            _readable(token_file, "observability.metrics_token_file")
         _writable(settings.idempotency.path, "idempotency.path")
-        if not 0.0 <= settings.observability.trace_sample_ratio <= 1.0:
-            hint = "set a share between 0 and 1"
-            raise SettingsError("ERPGW_OBSERVABILITY__TRACE_SAMPLE_RATIO", hint, "observability.trace_sample_ratio")
+    if token_file := settings.observability.metrics_token_file:  # the worker's /metrics reads it too
+        _readable(token_file, "observability.metrics_token_file")
+    if not 0.0 <= settings.observability.trace_sample_ratio <= 1.0:  # the worker traces too
+        hint = "set a share between 0 and 1"
+        raise SettingsError("ERPGW_OBSERVABILITY__TRACE_SAMPLE_RATIO", hint, "observability.trace_sample_ratio")
     _check_redis(settings.redis)
     default = settings.backend_entries()[settings.default_backend_name()]
     if settings.intake.enabled and isinstance(default, TrytonBackendSettings) and not default.confirm_orders:

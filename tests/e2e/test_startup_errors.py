@@ -137,3 +137,12 @@ def test_a_worker_whose_metrics_port_is_taken_says_so(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines()[-1].startswith(f"cannot serve metrics on 127.0.0.1:{port}: ")
     assert "Traceback" not in done.stderr
     assert_refused(run(tmp_path, "worker", ERPGW_INTAKE__METRICS_PORT="70000"), "ERPGW_INTAKE__METRICS_PORT")
+    off = run(
+        tmp_path,
+        "worker",
+        ERPGW_INTAKE__METRICS_PORT=str(free_port()),
+        ERPGW_OBSERVABILITY__METRICS_ENABLED="false",
+        ERPGW_INTAKE__PATH="intake.sqlite",
+    )
+    assert off.returncode == 2, off.stderr  # a port promised to Prometheus that nothing would serve
+    assert "ERPGW_OBSERVABILITY__METRICS_ENABLED is false" in off.stderr
