@@ -33,7 +33,8 @@ __all__ = ["TokenError", "TokenVerifier"]
 log = logging.getLogger("erp_gateway.auth")
 
 _CLIENT_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
-_CLIENT_CLASS = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+#: A quota class or sales channel a token names.
+_SHORT_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,128}$")  # RFC 6749 scope-token
 _MAX_SCOPES = 64
 _MAX_KID = 256
@@ -163,11 +164,11 @@ class TokenVerifier:
         if not isinstance(client_id, str) or not _CLIENT_ID.match(client_id):
             raise TokenError(f"the token names no client ({' or '.join(self._client_id_claims)})")
         claimed_class = claims.get(self._class_claim)
-        if claimed_class is not None and (not isinstance(claimed_class, str) or not _CLIENT_CLASS.match(claimed_class)):
+        if claimed_class is not None and (not isinstance(claimed_class, str) or not _SHORT_NAME.match(claimed_class)):
             raise TokenError(f"the token's {self._class_claim} claim is not acceptable")
         client_class = self._classes.get(client_id) or claimed_class or "default"
         channel = claims.get(self._channel_claim) if self._channel_claim else None
-        if channel is not None and (not isinstance(channel, str) or not _CLIENT_CLASS.match(channel)):
+        if channel is not None and (not isinstance(channel, str) or not _SHORT_NAME.match(channel)):
             raise TokenError(f"the token's {self._channel_claim} claim is not acceptable")
         return ClientIdentity(
             client_id=client_id, client_class=client_class, scopes=self._scopes(claims), channel=channel

@@ -42,12 +42,9 @@ class HeldStock:
         self._ttl = ttl_seconds
         #: sku -> (known until, that SKU's part of the ledger)
         self._known: dict[str, tuple[float, HoldLedger]] = {}
-        #: sku -> the store read under way for it: concurrent answers wait for it, not ask again
+        #: sku -> the store read under way for it: concurrent answers wait for it, not ask again;
+        #: ``forget`` takes it off, and a read no longer listed for a SKU does not keep its answer
         self._reading: dict[str, asyncio.Future[dict[str, HoldLedger]]] = {}
-        #: sku -> the ``_changes`` count when it was last forgotten; a read begun before is not kept
-        self._forgotten: dict[str, int] = {}
-        self._changes = 0
-        self._floor = 0  # reads begun before it are not kept (the forgotten map was cleared)
 
     def none_held(self, sku: str) -> bool:
         """True when this process knows, within its TTL, that nothing is held on ``sku`` (the
@@ -61,12 +58,6 @@ class HeldStock:
         serves the answer that asked for it, but is not kept, nor waited for by a later one."""
         self._known.pop(sku, None)
         self._reading.pop(sku, None)
-        self._changes += 1
-        self._forgotten[sku] = self._changes
-        if len(self._forgotten) > 50_000:
-            self._forgotten.clear()
-            self._changes += 1  # every read under way began before: none is kept
-            self._floor = self._changes
 
     async def subtract(self, batch: AvailabilityBatch, read_at: Mapping[str, float]) -> AvailabilityBatch:
         """``batch`` with the held units subtracted. The store is asked for the SKUs this
@@ -164,7 +155,7 @@ class HeldStock:
         """One store read of ``skus``' ledger; each SKU's part, kept for the TTL unless the SKU
         was forgotten meanwhile. The store down: what this process last knew (nothing where it
         knew nothing), kept for no time."""
-        began = self._changes
+        this = asyncio.current_task()
         try:
             fresh: HoldLedger | None = await self._store.ledger(skus, time.time())
         except IntakeStoreUnavailable:  # reads go on: with what this process last knew
@@ -178,7 +169,7 @@ class HeldStock:
                     self._known[sku] = (now, _NONE)
                 continue
             parts[sku] = _part(fresh, sku)
-            if self._forgotten.get(sku, self._floor) <= began:
+            if self._reading.get(sku) is this:  # not forgotten since this read began
                 self._known[sku] = (now + self._ttl, parts[sku])
         if len(self._known) > 50_000:  # bounded: forget what ran out
             self._known = {k: v for k, v in self._known.items() if v[0] > now}

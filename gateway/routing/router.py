@@ -70,9 +70,9 @@ class RoutedBackend(WrappingBackend):
 
     def _derive_serves(self) -> dict[str, frozenset[str]]:
         out: dict[str, set[str]] = {name: set() for name in self.chains}
+        callers = [(client, None) for client in self._clients] + [(None, channel) for channel in self._channels]
         for operation in OPERATIONS:
             out[self._operations.get(operation, self.default)].add(operation)
-            callers = [(client, None) for client in self._clients] + [(None, channel) for channel in self._channels]
             for client, channel in callers:
                 if (name := self._caller_rule(operation, client, channel)) is not None:
                     out[name].add(operation)
